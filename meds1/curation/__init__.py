@@ -1,0 +1,1 @@
+"""Curation: selection methods (``methods``), the pipeline that runs them, and per-row status bookkeeping."""

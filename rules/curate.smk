@@ -1,0 +1,30 @@
+# Curation: choose training rows and rewrite their reasoning traces -> curated/{exp}/.
+
+
+rule curate:
+    input:
+        data=dataset_files("curate"),
+        models=model_inputs("curate"),
+    output:
+        dataset=directory("curated/{exp}/dataset"),
+        rows="curated/{exp}/rows.parquet",
+        stats="curated/{exp}/stats.json",
+        cost="curated/{exp}/llm_cost.json",
+    params:
+        spec=spec("curate"),
+    log:
+        "logs/curate/{exp}.log",
+    benchmark:
+        "benchmarks/curate/{exp}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        "../envs/curate.yaml"
+    script:
+        "../scripts/curate.py"
+
+
+rule curate_all:
+    input:
+        expand("curated/{exp}/stats.json", exp=[e for e in SELECTED if REG.experiments[e].trained]),

@@ -1,0 +1,31 @@
+# Training: SFT on curated/{exp}/dataset -> ckpts/{exp}/final (resumable from ckpts/{exp}/work).
+
+
+rule train:
+    input:
+        dataset="curated/{exp}/dataset",
+        models=model_inputs("train"),
+    output:
+        model=directory("ckpts/{exp}/final"),
+        metrics="ckpts/{exp}/train_metrics.json",
+    params:
+        spec=spec("train"),
+        work_dir="ckpts/{exp}/work",
+    log:
+        "logs/train/{exp}.log",
+    benchmark:
+        "benchmarks/train/{exp}.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=64000,
+        runtime="12h",
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule train_all:
+    input:
+        expand("ckpts/{exp}/final", exp=[e for e in SELECTED if REG.experiments[e].trained]),

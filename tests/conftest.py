@@ -1,0 +1,41 @@
+"""Shared fixtures: offline environment, the tiny model, a scratch copy of the workflow."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_configure(config):
+    # Offline and quiet for every test and every subprocess they start.
+    tmp = Path(os.environ.get("MEDS1_TEST_HOME") or (REPO / ".pytest-home"))
+    tmp.mkdir(exist_ok=True)
+    for key, value in {
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(tmp / "hf"), "WANDB_MODE": "disabled", "WANDB_DIR": str(tmp / "wandb"),
+        "WANDB_CACHE_DIR": str(tmp / "wandb"), "WANDB_CONFIG_DIR": str(tmp / "wandb"),
+        "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama + its own 1k-vocab tokenizer, built once per session."""
+    from tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
