@@ -36,7 +36,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600, env: dict | None = 
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """rule -> job count from ``snakemake -n`` (the 'Job stats' table)."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    out = snakemake(workdir, *args, "-n", "--quiet", "rules")  # targets first: --quiet takes values
     assert out.returncode == 0, out.stderr + out.stdout
     counts: dict[str, int] = {}
     lines = (out.stdout + out.stderr).splitlines()
