@@ -16,10 +16,10 @@ rule plot:
         summary=report("results/summary.csv", caption="../report/summary.rst", category="Summary"),
         summary_md="results/summary.md",
         comparison=report("results/plots/comparison.png", caption="../report/comparison.rst", category="Figures"),
-        syntax=report("results/plots/reasoning_syntax.png", caption="../report/reasoning_syntax.rst", category="Figures"),
+        syntax=report("results/plots/syntax.png", caption="../report/syntax.rst", category="Figures"),
         efficiency=report("results/plots/sample_efficiency.png", caption="../report/sample_efficiency.rst", category="Figures"),
         perturbation=report("results/plots/perturbation.png", caption="../report/perturbation.rst", category="Figures"),
-        tts=report("results/plots/test_time_scaling.png", caption="../report/test_time_scaling.rst", category="Figures"),
+        tts=report("results/plots/tts.png", caption="../report/tts.rst", category="Figures"),
     params:
         spec=lambda wc: json.dumps(REG.plot_spec(), sort_keys=True),
     log:

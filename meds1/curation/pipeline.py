@@ -56,34 +56,27 @@ def split_rows(order: list[int], fraction: float, seed: int) -> dict[int, str]:
     return {r: ("validation" if i < n_val else "train") for i, r in enumerate(shuffled)}
 
 
-def rewrite_traces(df: pd.DataFrame, order: list[int], cur: dict, ctx: Context) -> tuple[list[str], list[str], dict]:
-    """Extract transforms, then perturbation and restore, on the selected rows. Returns traces, responses, columns."""
+def rewrite_traces(df: pd.DataFrame, order: list[int], cur: dict, ctx: Context):
+    """Extract transforms, then perturbation and restore, on the selected rows (meds1.traces.apply)."""
     rows = [df.iloc[i].to_dict() for i in order]
-    traces, responses, columns = [r["Complex_CoT"] for r in rows], [r["Response"] for r in rows], {}
-    if cur["extract"]:
-        from meds1.traces.apply import apply_extracts
+    if not cur["extract"] and not cur.get("perturbation"):
+        return [r["Question"] for r in rows], [r["Complex_CoT"] for r in rows], [r["Response"] for r in rows], {}
+    from meds1.traces.apply import transform_traces
 
-        traces, inter = apply_extracts(rows, cur["extract"], ctx.client)
-        columns |= {f"Complex_CoT_{k}": v for k, v in inter.items()}
-    if cur.get("perturbation"):
-        from meds1.traces.apply import apply_perturbation_and_restore
-
-        traces, responses, extra = apply_perturbation_and_restore(rows, traces, responses, cur, ctx.client, ctx.seed)
-        columns |= extra
-    return traces, responses, columns
+    out = transform_traces(rows, cur, ctx.client, ctx.seed)
+    return out.questions, out.traces, out.responses, out.columns
 
 
-def build_dataset(df, order, traces, responses, split, spec):
+def build_dataset(df, order, questions, traces, responses, split, spec):
     from datasets import Dataset, DatasetDict
 
     from meds1.sft.chat import build_example
 
     fmt, system = spec["curation"]["format"], spec["model"].get("system_prompt")
     records = {"train": [], "validation": []}
-    for i, cot, resp in zip(order, traces, responses):
-        row = df.iloc[i]
-        ex = build_example(row["Question"], cot, resp, fmt=fmt, system_prompt=system)
-        records[split[i]].append({"id": row["id"], **ex, "Question": row["Question"], "Complex_CoT": cot, "Response": resp})
+    for i, question, cot, resp in zip(order, questions, traces, responses):
+        ex = build_example(question, cot, resp, fmt=fmt, system_prompt=system)
+        records[split[i]].append({"id": df["id"].iloc[i], **ex, "Question": question, "Complex_CoT": cot, "Response": resp})
     return DatasetDict({k: Dataset.from_list(v) if v else Dataset.from_dict(
         {"id": [], "prompt": [], "completion": [], "Question": [], "Complex_CoT": [], "Response": []}) for k, v in records.items()})
 
@@ -98,6 +91,8 @@ def row_table(df, sel: Selection, order, split, columns) -> pd.DataFrame:
     for name, values in sel.columns.items():
         table[name] = values
     for name, values in columns.items():
+        if name in table.columns:  # the originals are already there for every row
+            continue
         table[name] = None
         table.loc[order, name] = pd.Series(values, index=order, dtype=object)
     return table
@@ -123,12 +118,12 @@ def curate(spec: dict, *, dataset: str, rows: str, stats: str, cost: str) -> dic
     ctx = Context(spec)
     sel = SELECTION_METHODS.get(cur["method"], experiment=spec["experiment"], key="curation.method")(df, cur, ctx)
     log.info("%s: %d of %d rows selected by %s", spec["experiment"], len(sel.order), len(df), cur["method"])
-    traces, responses, columns = rewrite_traces(df, sel.order, cur, ctx)
+    questions, traces, responses, columns = rewrite_traces(df, sel.order, cur, ctx)
     split = split_rows(sel.order, spec["validation_fraction"], spec["seed"])
     ledger = ctx.client.ledger if ctx.client_used else dict(EMPTY_LEDGER)
     table = row_table(df, sel, sel.order, split, columns)
     with atomic_path(dataset) as tmp:
-        build_dataset(df, sel.order, traces, responses, split, spec).save_to_disk(str(tmp))
+        build_dataset(df, sel.order, questions, traces, responses, split, spec).save_to_disk(str(tmp))
     with atomic_path(rows) as tmp:
         table.to_parquet(tmp, index=False)
     write_json(cost, ledger)

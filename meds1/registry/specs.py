@@ -46,6 +46,9 @@ def check_semantics(exp, config: dict, file: str) -> None:
         raise MedS1Error("curation needs a training dataset", **where, key="config.datasets.curate")
     if cur["method"] in NEEDS_N_SAMPLES and not cur.get("n_samples"):
         raise MedS1Error(f"method '{cur['method']}' needs n_samples", **where, key="config.curation.n_samples")
+    if cur.get("restore") and not cur.get("perturbation"):
+        raise MedS1Error("restore rebuilds perturbed traces, but no perturbation is set", **where,
+                         key="config.curation.restore")
     if cur["method"] == "embedding-similarity" and not exp.datasets.get("eval"):
         raise MedS1Error("embedding-similarity needs probe questions from datasets.eval", **where,
                          key="config.datasets.eval")
@@ -82,16 +85,20 @@ def _curation(exp, model) -> dict:
     return cur
 
 
+LLM_KEYS = ("rpm", "pricing", "base_url")  # what the LLM client takes from a config.json model entry
+
+
 def _llm(reg) -> dict:
     key = reg.wf.get("curation_llm") or reg.config.get("model_choices", {}).get("curation")
     if key is None:
-        return {"key": "offline", "provider": "offline", "model": "offline-rules"}
+        return {"provider": "offline", "model": "offline-rules"}
     if key not in reg.config["models"]:
         raise MedS1Error(f"unknown model '{key}'", file="workflow_config.yaml", key="curation_llm",
                          choices=reg.config["models"], value=key)
-    entry = copy.deepcopy(reg.config["models"][key])
-    return {**entry, "key": key, "provider": entry.get("provider", "gemini"), "model": entry.get("hf_path", key),
-            "max_cost_usd": reg.wf.get("max_cost_usd")}
+    entry = reg.config["models"][key]
+    out = {k: copy.deepcopy(entry[k]) for k in LLM_KEYS if entry.get(k) is not None}
+    return out | {"provider": entry.get("provider", "gemini"), "model": entry.get("hf_path", key),
+                  "max_cost_usd": reg.wf.get("max_cost_usd")}
 
 
 def _embedder(reg) -> dict:

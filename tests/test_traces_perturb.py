@@ -1,0 +1,186 @@
+"""Perturbations of step traces (meds1.traces.perturb) on the HuatuoGPT-o1 demo data."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from meds1.errors import MedS1Error
+from meds1.llm.base import OFFLINE_TASKS, LLMResult
+from meds1.traces.extract import TraceRow, apply_extracts
+from meds1.traces.perturb import ACCEPTED_RATES, apply_perturbation, merge_groups, name_wrong_letter, shuffle_count
+from meds1.traces.steps import ANSWER_SENTENCE, parse_steps
+
+N_ROWS = 12
+SEED = 7
+
+
+class OfflineStandIn:
+    """What the offline provider does: answer each request with OFFLINE_TASKS[request.task]."""
+
+    def __init__(self):
+        self.requests = []
+
+    def run_many(self, requests):
+        self.requests += requests
+        answers = [OFFLINE_TASKS.get(r.task)(r) for r in requests]
+        return [LLMResult(text=a[0] if isinstance(a, tuple) else a) for a in answers]
+
+
+class Scripted:
+    def __init__(self, reply):
+        self.reply, self.requests = reply, []
+
+    def run_many(self, requests):
+        self.requests += requests
+        return [LLMResult(text=self.reply(r)) for r in requests]
+
+
+@pytest.fixture(scope="module")
+def rows(shared_data):
+    data = json.loads((shared_data / "huatuogpt-o1_demo_data.json").read_text())
+    return [dict(row, id=f"demo-{i}") for i, row in enumerate(data[:N_ROWS])]
+
+
+@pytest.fixture(scope="module")
+def step_traces(rows):
+    traces, _ = apply_extracts(rows, ["step"], OfflineStandIn())
+    assert all(len(parse_steps(t)) >= 3 for t in traces)
+    return traces
+
+
+def perturb(rows, traces, ptype, rate, client=None, seed=SEED):
+    return apply_perturbation(rows, traces, {"type": ptype, "rate": rate}, client or OfflineStandIn(), seed)
+
+
+@pytest.mark.parametrize("rate", ACCEPTED_RATES)
+def test_shuffle_keeps_the_step_multiset_and_moves_exactly_the_counted_positions(rows, step_traces, rate):
+    new, responses, info = perturb(rows, step_traces, "shuffle", rate)
+    assert responses == [row["Response"] for row in rows]
+    for before_text, after_text, meta in zip(step_traces, new, info):
+        before, after = parse_steps(before_text), parse_steps(after_text)
+        assert Counter(before) == Counter(after)
+        moved = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+        expected = int(rate * len(before))
+        assert len(moved) == shuffle_count(rate, len(before)) == (2 if expected == 1 else expected)
+        assert moved == meta["moved"]
+
+
+def test_shuffle_of_one_counted_position_moves_two(rows):
+    four = "\n\n".join(f"## Step {i}: T{i}\n\nbody {i}" for i in range(1, 5))
+    new, _, info = perturb(rows[:1], [four], "shuffle", 0.33)  # int(0.33 * 4) == 1: one step cannot move alone
+    before, after = parse_steps(four), parse_steps(new[0])
+    assert sum(a != b for a, b in zip(before, after)) == 2 == len(info[0]["moved"])
+    assert Counter(before) == Counter(after)
+
+
+@pytest.mark.parametrize("rate", ACCEPTED_RATES)
+def test_skip_drops_the_counted_steps_keeps_order_and_at_least_one(rows, step_traces, rate):
+    new, _, info = perturb(rows, step_traces, "skip", rate)
+    for before_text, after_text, meta in zip(step_traces, new, info):
+        before, after = parse_steps(before_text), parse_steps(after_text)
+        n_skip = min(int(rate * len(before)), len(before) - 1)
+        assert len(after) == len(before) - n_skip >= 1
+        assert after == [s for i, s in enumerate(before) if i not in meta["dropped"]]  # survivors in original order
+
+
+def test_skip_on_a_single_step_changes_nothing(rows):
+    one = "## Step 1: Only\n\nThe one step."
+    new, _, info = perturb(rows[:1], [one], "skip", 1.0)
+    assert new == [one] and info[0]["changed"] is False
+
+
+@pytest.mark.parametrize("rate", ACCEPTED_RATES)
+def test_collapse_reduces_step_count_by_the_formula(rows, step_traces, rate):
+    client = OfflineStandIn()
+    new, _, info = perturb(rows, step_traces, "collapse_consecutive", rate, client)
+    expected_calls = 0
+    for before_text, after_text, meta in zip(step_traces, new, info):
+        before, after = parse_steps(before_text), parse_steps(after_text)
+        n_merges = int((rate + 0.01) * (len(before) - 1))
+        assert len(after) == len(before) - n_merges == meta["steps_after"]
+        if rate == 1.0:
+            assert len(after) == 1
+        # steps outside the merged groups are untouched
+        merged = {i for group in meta["merged_groups"] for i in group}
+        assert Counter(after) & Counter(s for i, s in enumerate(before) if i not in merged) == \
+            Counter(s for i, s in enumerate(before) if i not in merged)
+        expected_calls += len(meta["merged_groups"])
+    assert len(client.requests) == expected_calls
+    assert {r.task for r in client.requests} == {"perturb:collapse_consecutive"}
+
+
+def test_merge_groups_remove_exactly_the_requested_boundaries():
+    import random
+
+    for n_merges in range(0, 9):
+        groups = merge_groups(9, n_merges, random.Random(n_merges))
+        assert sum(groups, []) == list(range(9)) and len(groups) == 9 - n_merges
+
+
+def test_collapse_falls_back_to_joining_when_the_llm_gives_nothing(rows, step_traces):
+    new, _, info = perturb(rows[:2], step_traces[:2], "collapse_consecutive", 1.0, Scripted(lambda r: ""))
+    for before_text, after_text in zip(step_traces[:2], new):
+        (merged,) = parse_steps(after_text)
+        assert all(step.body in merged.body for step in parse_steps(before_text))
+
+
+@pytest.mark.parametrize("rate", ACCEPTED_RATES)
+def test_add_irrelevant_inserts_counted_steps_from_other_traces(rows, step_traces, rate):
+    new, _, info = perturb(rows, step_traces, "add_irrelevant", rate)
+    steps_by_row = {row["id"]: parse_steps(t) for row, t in zip(rows, step_traces)}
+    for row, before_text, after_text, meta in zip(rows, step_traces, new, info):
+        before, after = parse_steps(before_text), parse_steps(after_text)
+        assert len(after) == len(before) + int(rate * len(before)) == len(before) + len(meta["inserted"])
+        positions = {ins["position"] for ins in meta["inserted"]}
+        for ins in meta["inserted"]:
+            assert ins["from_row"] != row["id"]
+            assert after[ins["position"]] == steps_by_row[ins["from_row"]][ins["from_step"]]
+            assert after[ins["position"]] not in before
+        assert [s for i, s in enumerate(after) if i not in positions] == before
+
+
+@pytest.mark.parametrize("rate", ACCEPTED_RATES)
+def test_answer_changes_letter_and_last_step_for_exactly_the_counted_rows(rows, step_traces, rate):
+    new, responses, info = perturb(rows, step_traces, "answer", rate)
+    changed = [i for i, meta in enumerate(info) if meta["answer_changed"]]
+    assert len(changed) == int(rate * len(rows))
+    for i, row in enumerate(rows):
+        before, after = parse_steps(step_traces[i]), parse_steps(new[i])
+        if i in changed:
+            letter = ANSWER_SENTENCE.findall(responses[i])[-1].upper()
+            assert letter != row["answer_idx"] and letter in row["options"] and letter == info[i]["new_letter"]
+            assert row["options"][letter] in responses[i]
+            assert after[-1].body != before[-1].body and after[:-1] == before[:-1]
+        else:
+            assert responses[i] == row["Response"] and new[i] == step_traces[i]
+
+
+def test_answer_letter_is_forced_wrong_when_the_llm_keeps_the_right_one(rows, step_traces):
+    client = Scripted(lambda r: f"STEP: I reconsidered.\nRESPONSE: The answer is {r.payload['answer_idx']}.")
+    _, responses, info = perturb(rows, step_traces, "answer", 1.0, client)
+    for row, response, meta in zip(rows, responses, info):
+        assert response == f"The answer is {meta['wrong_letter']}." and meta["wrong_letter"] != row["answer_idx"]
+
+
+def test_name_wrong_letter_appends_when_no_letter_is_named(rows):
+    row = TraceRow.from_row(rows[0], 0)  # correct answer D
+    assert name_wrong_letter("It is folate deficiency.", "B", row) == "It is folate deficiency. The answer is B."
+    assert name_wrong_letter("The answer is C.", "B", row) == "The answer is C."  # already wrong: kept
+
+
+@pytest.mark.parametrize("ptype", ["shuffle", "skip", "collapse_consecutive", "add_irrelevant", "answer"])
+def test_same_seed_same_output_other_seed_differs(rows, step_traces, ptype):
+    first = perturb(rows, step_traces, ptype, 0.66, seed=11)
+    assert perturb(rows, step_traces, ptype, 0.66, seed=11) == first
+    assert perturb(rows, step_traces, ptype, 0.66, seed=12)[0] != first[0]
+
+
+def test_bad_config_is_a_one_line_error(rows, step_traces):
+    with pytest.raises(MedS1Error, match=r"key 'curation.perturbation.rate': rate 0.5 is not one of"):
+        perturb(rows, step_traces, "skip", 0.5)
+    with pytest.raises(MedS1Error, match=r"unknown perturbation 'shufle' \(did you mean 'shuffle'\?\)"):
+        perturb(rows, step_traces, "shufle", 0.33)
+    with pytest.raises(MedS1Error, match="12 rows but 1 traces"):
+        perturb(rows, step_traces[:1], "skip", 0.33)

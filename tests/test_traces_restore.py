@@ -1,0 +1,133 @@
+"""Restore (meds1.traces.restore) and the whole trace pipeline (meds1.traces.apply) on the demo data."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meds1.errors import MedS1Error
+from meds1.llm.base import OFFLINE_TASKS, LLMResult
+from meds1.traces.apply import plan_transforms, transform_traces
+from meds1.traces.extract import apply_extracts
+from meds1.traces.perturb import apply_perturbation
+from meds1.traces.restore import restore_traces
+from meds1.traces.steps import Step, parse_steps, render_steps
+
+N_ROWS = 6
+
+
+class OfflineStandIn:
+    """What the offline provider does: answer each request with OFFLINE_TASKS[request.task]."""
+
+    def __init__(self):
+        self.requests = []
+
+    def run_many(self, requests):
+        self.requests += requests
+        answers = [OFFLINE_TASKS.get(r.task)(r) for r in requests]
+        return [LLMResult(text=a[0] if isinstance(a, tuple) else a) for a in answers]
+
+
+class Scripted:
+    def __init__(self, reply):
+        self.reply, self.requests = reply, []
+
+    def run_many(self, requests):
+        self.requests += requests
+        return [LLMResult(text=self.reply(r)) for r in requests]
+
+
+@pytest.fixture(scope="module")
+def rows(shared_data):
+    data = json.loads((shared_data / "huatuogpt-o1_demo_data.json").read_text())
+    return [dict(row, id=f"demo-{i}") for i, row in enumerate(data[:N_ROWS])]
+
+
+@pytest.fixture(scope="module")
+def skipped(rows):
+    """(unperturbed step traces, traces with every step but one skipped)."""
+    steps, _ = apply_extracts(rows, ["step"], OfflineStandIn())
+    perturbed, _, _ = apply_perturbation(rows, steps, {"type": "skip", "rate": 1.0}, OfflineStandIn(), seed=3)
+    assert all(len(parse_steps(p)) == 1 for p in perturbed)
+    return steps, perturbed
+
+
+def test_restore_accepts_a_longer_multi_step_rebuild(rows, skipped):
+    steps, perturbed = skipped
+    client = OfflineStandIn()
+    traces, info = restore_traces(rows, perturbed, steps, client)
+    assert [x["restore"] for x in info] == ["restored"] * len(rows)
+    for trace, before, meta in zip(traces, perturbed, info):
+        assert len(parse_steps(trace)) == meta["steps"] >= 2 and len(trace) > len(before)
+    assert [r.task for r in client.requests] == ["restore"] * len(rows)
+    assert all(p in r.prompt and r.payload["cot"] == p for r, p in zip(client.requests, perturbed))
+
+
+@pytest.mark.parametrize("reply, reason", [
+    ("## Step 1: Too short\n\nBrief.", "1 step(s) < 2"),
+    ("## Step 1: A\n\na\n\n## Step 2: B\n\nb", "not longer than the perturbed trace"),
+    ("", "0 step(s) < 2"),
+])
+def test_restore_falls_back_to_the_unperturbed_trace(rows, skipped, reply, reason):
+    steps, perturbed = skipped
+    traces, info = restore_traces(rows, perturbed, steps, Scripted(lambda r: reply))
+    assert traces == steps
+    assert all(x["restore"] == "fallback" and reason in x["reason"] for x in info)
+
+
+def test_restore_trims_preambles_and_leaves_unperturbed_rows_alone(rows, skipped):
+    steps, perturbed = skipped
+    long_steps = render_steps([Step("One", "x " * 400), Step("Two", "y " * 400)])
+    mixed = [perturbed[0], steps[1]]  # row 1 was not changed by its perturbation
+    client = Scripted(lambda r: "Sure, here is the restored reasoning:\n\n" + long_steps)
+    traces, info = restore_traces(rows[:2], mixed, steps[:2], client)
+    assert traces == [long_steps, steps[1]] and [x["restore"] for x in info] == ["restored", "unchanged"]
+    assert len(client.requests) == 1
+
+
+def test_plan_adds_step_only_when_a_perturbation_needs_it():
+    skip = {"type": "skip", "rate": 0.33}
+    assert plan_transforms({"extract": "list", "perturbation": skip}) == ["list", "step"]
+    assert plan_transforms({"extract": None, "perturbation": skip}) == ["step"]
+    assert plan_transforms({"extract": ["cot", "step-evidence"], "perturbation": skip}) == ["cot", "step-evidence"]
+    assert plan_transforms({"extract": "list"}) == ["list"]
+
+
+def test_pipeline_keeps_every_intermediate_column(rows):
+    curation = {"extract": ["list"], "perturbation": {"type": "skip", "rate": 0.66}, "restore": True}
+    out = transform_traces(rows, curation, OfflineStandIn(), seed=5)
+    cols = out.columns
+    assert list(cols) == ["Complex_CoT_original", "Complex_CoT_list", "Complex_CoT_step", "Complex_CoT_perturbed",
+                          "perturbation_info", "Complex_CoT_restored", "restore_status", "restore_info"]
+    assert cols["Complex_CoT_original"] == [row["Complex_CoT"] for row in rows]
+    assert all(t.startswith("- ") for t in cols["Complex_CoT_list"])
+    for stepped, perturbed in zip(cols["Complex_CoT_step"], cols["Complex_CoT_perturbed"]):
+        assert len(parse_steps(stepped)) > len(parse_steps(perturbed))
+    assert out.traces == cols["Complex_CoT_restored"] and set(cols["restore_status"]) == {"restored"}
+    assert all(json.loads(x)["type"] == "skip" for x in cols["perturbation_info"])
+    assert out.responses == [row["Response"] for row in rows] and "Response_original" not in cols
+
+
+def test_pipeline_answer_perturbation_records_the_original_response(rows):
+    curation = {"extract": "step", "perturbation": {"type": "answer", "rate": 0.33}}
+    out = transform_traces(rows, curation, OfflineStandIn(), 1)
+    changed = [i for i, (a, b) in enumerate(zip(out.responses, out.columns["Response_original"])) if a != b]
+    assert len(changed) == int(0.33 * len(rows)) and out.traces == out.columns["Complex_CoT_perturbed"]
+
+
+def test_pipeline_rejects_restore_without_perturbation(rows):
+    with pytest.raises(MedS1Error, match="key 'curation.restore'"):
+        transform_traces(rows, {"extract": "step", "restore": True}, OfflineStandIn(), 1)
+
+
+def test_pipeline_through_the_real_client_with_the_offline_provider(rows, tmp_path):
+    client_module = pytest.importorskip("meds1.llm.client")
+    client = client_module.LLMClient({"provider": "offline"}, tmp_path / "cache")
+    curation = {"extract": ["note", "step"], "perturbation": {"type": "collapse_consecutive", "rate": 0.66},
+                "restore": True}
+    out = transform_traces(rows, curation, client, seed=2)
+    assert transform_traces(rows, curation, OfflineStandIn(), seed=2) == out  # the stand-in behaves like the provider
+    assert [json.loads(x)["steps_after"] for x in out.columns["perturbation_info"]] == \
+        [n - int((0.66 + 0.01) * (n - 1)) for n in (len(parse_steps(t)) for t in out.columns["Complex_CoT_step"])]
+    assert client.ledger["calls"] == len(rows) * 3 + sum(len(json.loads(x)["merged_groups"])
+                                                         for x in out.columns["perturbation_info"]) + len(rows)
