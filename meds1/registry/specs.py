@@ -85,7 +85,7 @@ def _curation(exp, model) -> dict:
     return cur
 
 
-LLM_KEYS = ("rpm", "pricing", "base_url")  # what the LLM client takes from a config.json model entry
+LLM_KEYS = ("rpm", "pricing", "base_url", "concurrency", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s")  # what the LLM client takes from a config.json model entry
 
 
 def _llm(reg) -> dict:
