@@ -77,8 +77,8 @@ def build_dataset(df, order, questions, traces, responses, split, spec):
     for i, question, cot, resp in zip(order, questions, traces, responses):
         ex = build_example(question, cot, resp, fmt=fmt, system_prompt=system)
         records[split[i]].append({"id": df["id"].iloc[i], **ex, "Question": question, "Complex_CoT": cot, "Response": resp})
-    return DatasetDict({k: Dataset.from_list(v) if v else Dataset.from_dict(
-        {"id": [], "prompt": [], "completion": [], "Question": [], "Complex_CoT": [], "Response": []}) for k, v in records.items()})
+    # an empty split cannot be reloaded by datasets 5 (zero shards): leave it out; training then selects "last"
+    return DatasetDict({k: Dataset.from_list(v) for k, v in records.items() if v})
 
 
 def row_table(df, sel: Selection, order, split, columns) -> pd.DataFrame:
