@@ -118,7 +118,7 @@ def test_editing_one_experiment_reruns_only_its_jobs(tiny_run):
         assert planned_jobs(wd) == {"train": 1, "eval": 1, "plot": 1, "all": 1}
         out = snakemake(wd, "-n", "--quiet", "reason")
         assert "ckpts/rand/final" in out.stdout + out.stderr
-        assert "eval/base" not in out.stdout + out.stderr
+        assert "output: eval/base" not in out.stdout + out.stderr
     finally:
         (wd / "results.json").write_text(original)
     assert planned_jobs(wd) == {}

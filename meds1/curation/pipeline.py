@@ -100,7 +100,7 @@ def row_table(df, sel: Selection, order, split, columns) -> pd.DataFrame:
 
 def stats_of(table: pd.DataFrame, spec: dict, ledger: dict, seconds: float) -> dict:
     removed = table[table["status"] == "removed"]
-    out = {"experiment": spec["experiment"], "config_hash": spec["config_hash"], "rows_in": len(table),
+    out = {"experiment": spec["experiment"], "curation": spec["curation"], "rows_in": len(table),
            "rows_kept": int((table["status"] == "kept").sum()), "train": int((table["split"] == "train").sum()),
            "validation": int((table["split"] == "validation").sum()),
            "removed_by_reason": dict(Counter(f"{s}: {r}" for s, r in zip(removed["stage"], removed["reason"]))),

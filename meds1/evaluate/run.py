@@ -76,7 +76,8 @@ def build_jobs(items: list[dict], spec: dict) -> list[Job]:
 
 
 def generation_params(sampling: dict, run: int, seed: int) -> GenerationParams:
-    temperature = 0.0 if run == 0 else (float(sampling["temperature"]) or REPEAT_TEMPERATURE)
+    repeat = float(sampling.get("repeat_temperature") or REPEAT_TEMPERATURE)
+    temperature = 0.0 if run == 0 else (float(sampling["temperature"]) or repeat)
     return GenerationParams(max_new_tokens=int(sampling["max_new_tokens"]), temperature=temperature,
                             top_p=float(sampling["top_p"]), seed=seed + 1000 * run)
 
@@ -158,9 +159,10 @@ def write_generations(path, records: list[dict]) -> None:
 
 def metrics_extra(spec: dict, model_path: str, backend_name: str) -> dict:
     dataset = spec.get("dataset") or {}
-    sampling = {**effective_sampling(spec), "repeat_temperature": float(effective_sampling(spec)["temperature"])
-                or REPEAT_TEMPERATURE}
-    return {"experiment": spec.get("experiment"), "config_hash": spec.get("config_hash"),
+    eff = effective_sampling(spec)
+    sampling = {**eff, "repeat_temperature": float(eff["temperature"]) or float(eff.get("repeat_temperature")
+                                                                                 or REPEAT_TEMPERATURE)}
+    return {"experiment": spec.get("experiment"), "config_hash": spec.get("config_hash"), "config": spec.get("config"),
             "model": {"key": (spec.get("model") or {}).get("key"), "path": str(model_path)},
             "backend": backend_name, "sampling": sampling,
             "dataset": dataset.get("key") or dataset.get("file_path") or dataset.get("hf_path")}

@@ -127,7 +127,8 @@ def _dataset(reg, group: str, name: str | None) -> dict | None:
 
 def build(reg, exp, stage: str) -> dict:
     model = model_entry(reg.config, exp.config["model_key"])
-    spec = {"experiment": exp.name, "seed": reg.wf["seed"], "config_hash": exp.config_hash, "model": model}
+    # the whole-config hash goes to eval only: a training edit must not rerun curation
+    spec = {"experiment": exp.name, "seed": reg.wf["seed"], "model": model}
     if stage == "curate":
         spec |= {"curation": _curation(exp, model), "dataset": _dataset(reg, "train_datasets", exp.datasets.get("curate")),
                  "probe_dataset": _dataset(reg, "eval_datasets", exp.datasets.get("eval")), "llm": _llm(reg),
@@ -141,7 +142,7 @@ def build(reg, exp, stage: str) -> dict:
         spec |= {"training_params": params, "format": trace_format(exp, model),
                  "wandb": {"mode": reg.wf["wandb_mode"], "project": reg.wf["wandb_project"]}}
     elif stage == "eval":
-        spec |= _eval_spec(reg, exp, model)
+        spec |= _eval_spec(reg, exp, model) | {"config_hash": exp.config_hash, "config": exp.config}
     else:
         raise ValueError(stage)
     return spec

@@ -1,0 +1,112 @@
+"""The base model answers training questions (difficulty probing for ``s1``, novelty for ``novelty-answer``).
+
+    answers = answer_questions(spec["model"], df["Question"].tolist(), max_new_tokens=256, batch_size=8,
+                               cache_dir="cache")
+
+Greedy ``transformers`` generation in left-padded batches, the question as the user turn of the model's chat template
+(with the entry's system prompt). Answers are appended to ``<cache_dir>/base_answers/<key>.jsonl`` after every batch,
+keyed by (model path, prompt settings, max_new_tokens) per file and by the question's sha256 per line, so a rerun or
+another experiment with the same model generates only the questions it has not seen; a crash loses one batch at most.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+from meds1.errors import MedS1Error
+from meds1.io import append_jsonl, read_jsonl
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 256
+DEFAULT_BATCH_SIZE = 8
+
+
+def question_key(question: str) -> str:
+    return hashlib.sha256(str(question).encode("utf-8")).hexdigest()
+
+
+def answers_file(model_entry: dict, max_new_tokens: int, cache_dir) -> Path:
+    """One file per (model path, system prompt, chat template, max_new_tokens): anything that changes an answer."""
+    settings = [str(model_entry.get("path") or model_entry.get("hf_path")), model_entry.get("system_prompt"),
+                model_entry.get("chat_template"), int(max_new_tokens)]
+    key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
+    return Path(cache_dir) / "base_answers" / f"{key}.jsonl"
+
+
+def load_generator(model_entry: dict):
+    """(tokenizer, model) ready for left-padded batched greedy generation on the best device here."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = model_entry.get("path") or model_entry.get("hf_path")
+    remote = bool(model_entry.get("trust_remote_code"))
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+        cuda = torch.cuda.is_available()
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=remote,
+                                                     dtype=torch.bfloat16 if cuda else torch.float32)
+    except OSError as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise MedS1Error(f"cannot load the base model '{path}' ({first})",
+                         key=f"models.{model_entry.get('key')}") from None
+    tok.padding_side = "left"  # decoder-only: new tokens must follow every prompt directly
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if model_entry.get("chat_template"):
+        tok.chat_template = model_entry["chat_template"]
+    return tok, model.to("cuda" if cuda else "cpu").eval()
+
+
+def render_prompt(tok, question: str, system_prompt: str | None) -> str:
+    if not getattr(tok, "chat_template", None):
+        return f"Question: {question}\nAnswer:"
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+        {"role": "user", "content": question}]
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def generate_batch(tok, model, prompts: list[str], max_new_tokens: int) -> list[str]:
+    import torch
+
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    return [text.strip() for text in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+
+
+def answer_questions(model_entry: dict, questions: list[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                     batch_size: int = DEFAULT_BATCH_SIZE, cache_dir) -> list[str]:
+    """The base model's greedy answer to each question (same order); cached answers are not regenerated."""
+    from tqdm import tqdm
+
+    path = answers_file(model_entry, max_new_tokens, cache_dir)
+    known = {rec["q"]: rec["answer"] for rec in read_jsonl(path)}
+    keys = [question_key(q) for q in questions]
+    todo = sorted({k: q for k, q in zip(keys, questions) if k not in known}.items(), key=lambda kq: len(kq[1]))
+    if todo:  # shortest first: batches of similar length waste less padding
+        log.info("base model %s answers %d questions (%d cached)", model_entry.get("key"), len(todo),
+                 len(keys) - len(todo))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tok, model = load_generator(model_entry)
+        with tqdm(total=len(todo), desc="base model answers", unit="q", file=sys.stderr, mininterval=1.0) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start:start + batch_size]
+                prompts = [render_prompt(tok, q, model_entry.get("system_prompt")) for _, q in batch]
+                for (key, _), answer in zip(batch, generate_batch(tok, model, prompts, max_new_tokens)):
+                    known[key] = answer
+                    append_jsonl(path, {"q": key, "answer": answer})
+                bar.update(len(batch))
+    return [known[k] for k in keys]
+
+
+def answer_for_curation(questions: list[str], ctx) -> list[str]:
+    """``answer_questions`` with the curate spec's model and settings (config.json ``curation``:
+    ``llama_batch_size``, optional ``base_max_new_tokens``)."""
+    settings = ctx.spec.get("curation_settings") or {}
+    return answer_questions(ctx.spec["model"], questions, cache_dir=ctx.cache_dir,
+                            max_new_tokens=int(settings.get("base_max_new_tokens") or DEFAULT_MAX_NEW_TOKENS),
+                            batch_size=int(settings.get("llama_batch_size") or DEFAULT_BATCH_SIZE))

@@ -1,0 +1,77 @@
+"""Offline (rule-based) answers for the curation LLM tasks ``judge`` and ``specialty``, registered in ``OFFLINE_TASKS``.
+
+They let ``s1`` run without a model (tests, CI, the CPU demo). A real judge understands synonyms and a real labeller
+reads the whole case; these rules only compare normalised answers and count keywords, and say so in ``offline_rule``.
+
+Payloads (set by ``select_s1``):
+- ``judge``: ``{"answer": base model answer, "reference": reference answer text, "options": {letter: text}|None,
+  "answer_idx": letter|None}`` -> "yes" | "no"
+- ``specialty``: ``{"question": text}`` -> one specialty name (``resources/curation/specialty_keywords.json``)
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+from meds1.llm.base import OFFLINE_TASKS, LLMRequest
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "curation"
+MAX_REFERENCE_WORDS = 12  # longer references are explanations, not answers: only exact equality counts then
+
+
+def normalise(text) -> str:
+    """Lower case, punctuation to spaces, single spaces: "Parvovirus-B19." == "parvovirus b19"."""
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", str(text or "").lower()).split())
+
+
+def _contains_phrase(haystack: str, needle: str) -> bool:
+    return bool(needle) and f" {needle} " in f" {haystack} "
+
+
+@OFFLINE_TASKS.register("judge")
+def judge_answer(req: LLMRequest):
+    """Offline judge: same option letter (answer matcher), else the reference answer text appears in the answer.
+
+    Only normalised text is compared: a synonym or a paraphrase of the reference counts as a different answer.
+    """
+    from meds1.evaluate.matcher import match
+
+    p = req.payload
+    answer, reference = normalise(p.get("answer")), normalise(p.get("reference"))
+    options, gold = p.get("options") or None, p.get("answer_idx")
+    if options and gold:
+        letter = match(str(p.get("answer") or ""), options).letter
+        if letter is not None:
+            return ("yes" if letter == gold else "no"), {"by": "option letter", "letter": letter}
+        reference = normalise(options.get(gold)) or reference
+    if len(reference.split()) <= MAX_REFERENCE_WORDS:
+        same = _contains_phrase(answer, reference)
+    else:
+        same = answer == reference
+    return ("yes" if same else "no"), {"by": "answer text"}
+
+
+@functools.lru_cache(maxsize=1)
+def keyword_rules() -> tuple[str, list[tuple[str, re.Pattern]]]:
+    """(fallback, [(specialty, compiled keyword pattern)]) from specialty_keywords.json, in file order."""
+    data = json.loads((RESOURCES / "specialty_keywords.json").read_text(encoding="utf-8"))
+    rules = []
+    for name, words in data["rules"].items():
+        parts = [re.escape(w[:-1]) + r"\w*" if w.endswith("*") else re.escape(w) for w in words]
+        rules.append((name, re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)))
+    return data["fallback"], rules
+
+
+@OFFLINE_TASKS.register("specialty")
+def label_specialty(req: LLMRequest):
+    """Offline specialty labeller: the specialty with the most keyword hits in the question, else the fallback."""
+    fallback, rules = keyword_rules()
+    question = str(req.payload.get("question") or "")
+    best, best_hits = fallback, 0
+    for name, pattern in rules:
+        hits = len(pattern.findall(question))
+        if hits > best_hits:  # strictly more: ties keep the earlier rule
+            best, best_hits = name, hits
+    return best, {"keyword_hits": best_hits}

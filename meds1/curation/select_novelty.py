@@ -1,0 +1,38 @@
+"""``novelty-answer``: keep the rows whose reference answer the base model would least have given on its own.
+
+The base model answers every question (``meds1.curation.base_model``, cached); its answer and the reference
+``Response`` are embedded (``meds1.curation.embeddings``, cached); the n rows with the lowest cosine similarity win.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from meds1.curation import base_model
+from meds1.curation.embeddings import cached_embeddings
+from meds1.curation.methods import SELECTION_METHODS, Selection
+
+log = logging.getLogger(__name__)
+
+
+def answer_similarity(answers: list[str], references: list[str], ctx) -> np.ndarray:
+    """Row-wise cosine similarity of the base answers and the references (both embedded unit-length)."""
+    dataset = (ctx.spec.get("dataset") or {}).get("key", "dataset")
+    model = ctx.spec["model"].get("key") or ctx.spec["model"].get("path")
+    embed = dict(embedder=ctx.spec.get("embedder"), cache_dir=ctx.cache_dir)
+    a = cached_embeddings(answers, dataset_key=f"base-answers:{model}", column=dataset, **embed)
+    b = cached_embeddings(references, dataset_key=dataset, column="Response", **embed)
+    return np.sum(a * b, axis=1)
+
+
+@SELECTION_METHODS.register("novelty-answer")
+def select_novelty_answer(df: pd.DataFrame, cur: dict, ctx) -> Selection:
+    """The n rows whose reference Response is least similar to the base model's own answer (ties: row order)."""
+    answers = base_model.answer_for_curation(df["Question"].tolist(), ctx)
+    sims = answer_similarity(answers, df["Response"].tolist(), ctx)
+    n = min(cur.get("n_samples") or len(df), len(df))
+    order = np.argsort(sims, kind="stable")[:n].tolist()
+    log.info("novelty-answer: kept %d of %d rows", len(order), len(df))
+    return Selection(order=order, columns={"base_answer": answers, "answer_similarity": sims.astype(float).tolist()})
