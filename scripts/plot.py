@@ -1,4 +1,9 @@
 """Plot: summary table and figures over the selected experiments (meds1.plots)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # conda envs (--sdm conda) lack meds1
+
 from meds1.cli import run_rule
 from meds1.plots import build_results
 
