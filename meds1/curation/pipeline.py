@@ -110,15 +110,20 @@ def stats_of(table: pd.DataFrame, spec: dict, ledger: dict, seconds: float) -> d
     return out
 
 
-def curate(spec: dict, *, dataset: str, rows: str, stats: str, cost: str) -> dict:
-    t0, cur = time.time(), spec["curation"]
+def select_and_rewrite(spec: dict, ctx: Context):
+    """Everything but the writing: the loaded rows, the selection, and the rewritten question/trace/response."""
+    cur = spec["curation"]
     df = load_train_dataset(spec["dataset"])
     df = initial_sample(df, (spec.get("curation_settings") or {}).get("initial_sample"), spec["seed"])
     load_plugins()
-    ctx = Context(spec)
     sel = SELECTION_METHODS.get(cur["method"], experiment=spec["experiment"], key="curation.method")(df, cur, ctx)
     log.info("%s: %d of %d rows selected by %s", spec["experiment"], len(sel.order), len(df), cur["method"])
-    questions, traces, responses, columns = rewrite_traces(df, sel.order, cur, ctx)
+    return df, sel, *rewrite_traces(df, sel.order, cur, ctx)
+
+
+def curate(spec: dict, *, dataset: str, rows: str, stats: str, cost: str) -> dict:
+    t0, ctx = time.time(), Context(spec)
+    df, sel, questions, traces, responses, columns = select_and_rewrite(spec, ctx)
     split = split_rows(sel.order, spec["validation_fraction"], spec["seed"])
     ledger = ctx.client.ledger if ctx.client_used else dict(EMPTY_LEDGER)
     table = row_table(df, sel, sel.order, split, columns)

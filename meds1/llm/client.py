@@ -206,6 +206,11 @@ class LLMClient:
         return results  # type: ignore[return-value]
 
     # -- cache -------------------------------------------------------------------------------------------------------
+    def cached(self, request: LLMRequest) -> LLMResult | None:
+        """The stored answer to ``request``, if any (no call is made)."""
+        key = self._key(request)
+        return self.cache.get(key) if key is not None else None
+
     def _key(self, request: LLMRequest) -> str | None:
         if not self.provider.cacheable:
             return None
