@@ -12,7 +12,7 @@ import importlib.util
 from meds1.llm.base import OFFLINE_TASKS, LLMRequest, LLMResult
 from meds1.llm.providers import PROVIDERS, Provider
 
-IMPLEMENTATION_MODULES = ("meds1.traces.offline",)
+IMPLEMENTATION_MODULES = ("meds1.traces.offline", "meds1.curation.offline_tasks")
 
 
 def load_offline_implementations() -> None:
