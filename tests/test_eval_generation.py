@@ -257,7 +257,7 @@ def test_evaluate_writes_sorted_generations_and_passes_extra(tmp_path, shared_da
     assert set(records[0]) == {"id", "source", "question", "options", "answer_idx", "output", "run", "approach",
                                "n_output_tokens", "n_reasoning_tokens"}
     assert Counter(r["run"] for r in records) == {0: 8, 1: 2}
-    assert fake_metrics["extra"] == {"experiment": "tiny-eval", "config_hash": "abc123",
+    assert fake_metrics["extra"] == {"experiment": "tiny-eval", "config_hash": "abc123", "config": None,
                                      "model": {"key": "tiny", "path": str(model_dir)}, "backend": "hf",
                                      "sampling": {"max_new_tokens": 8, "temperature": 0.0, "top_p": 0.9,
                                                   "batch_size": 1, "repeat_temperature": 0.6},
