@@ -89,6 +89,7 @@ class TrainSettings:
     evals_per_epoch: int = 4
     gradient_checkpointing: bool = False
     group_by_length: bool = False
+    packing: bool = False  # trl's best-fit-decreasing packing (padding-free rows of max_length); bench/bench_train.py
     seed: int = 42
 
     @classmethod

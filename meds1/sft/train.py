@@ -148,6 +148,7 @@ def sft_config(settings: TrainSettings, batch: EffectiveBatch, work_dir, *, has_
         bf16=on_gpu, use_cpu=not on_gpu, activation_checkpointing=settings.gradient_checkpointing,
         ddp_find_unused_parameters=False,  # every parameter of a causal LM is used; the check costs a graph walk
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+        packing=settings.packing,  # False: one example per row, padded to the longest in the batch
     )
 
 
