@@ -42,7 +42,10 @@ def dataset_files(role):
 
 def eval_inputs(wc):
     files = {"data": REG.dataset_files(wc.exp, "eval")}
-    if REG.experiment(wc.exp).trained:
+    exp = REG.experiment(wc.exp)
+    if exp.trained and exp.curation["method"] == "embedding-similarity" and REG.wf["eval"]["exclude_probe_questions"]:
+        files["probe_rows"] = f"curated/{wc.exp}/rows.parquet"  # its probe questions are left out of the eval
+    if exp.trained:
         return files | {"model": f"ckpts/{wc.exp}/final"}
     return files | ({"model": path[0]} if (path := REG.model_inputs(wc.exp, "eval")) else {})
 

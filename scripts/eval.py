@@ -5,10 +5,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # conda envs (--sdm conda) lack meds1
 
 from meds1.cli import run_rule
+from meds1.evaluate.data import probe_ids
 from meds1.evaluate.run import evaluate
 from meds1.models import check_model_path
 
+probes = snakemake.input.get("probe_rows")  # embedding-similarity: leave its probe questions out
 run_rule(snakemake, lambda spec: evaluate(
-    spec, model_path=check_model_path(spec["model"], snakemake.input.get("model", spec["model"]["path"])),
+    spec | ({"exclude_ids": probe_ids(probes)} if probes else {}),
+    model_path=check_model_path(spec["model"], snakemake.input.get("model", spec["model"]["path"])),
     generations_path=snakemake.output.generations, metrics_path=snakemake.output.metrics,
     work_dir=snakemake.params.work_dir))

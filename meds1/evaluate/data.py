@@ -274,3 +274,11 @@ def select_items(items: list[dict], eval_sample: int | None = None, limit: int |
             positions = positions[:limit]
         keep.extend(positions)
     return [items[pos] for pos in sorted(keep)]
+
+
+def probe_ids(rows_path) -> list[str]:
+    """Eval questions that embedding-similarity curation used as probes (``probe_id`` in curated/{exp}/rows.parquet)."""
+    import pandas as pd
+
+    rows = pd.read_parquet(rows_path)
+    return sorted(rows["probe_id"].dropna().astype(str).unique()) if "probe_id" in rows.columns else []
