@@ -52,3 +52,7 @@ def eval_inputs(wc):
 
 def metrics_of_selected(wc=None):
     return [f"eval/{e}/metrics.json" for e in REG.evaluated(SELECTED)]
+
+
+def curation_stats_of_selected(wc=None):
+    return [f"curated/{e}/stats.json" for e in REG.evaluated(SELECTED) if REG.experiments[e].trained]

@@ -12,6 +12,7 @@ localrules:
 rule plot:
     input:
         metrics=metrics_of_selected,
+        stats=curation_stats_of_selected,
     output:
         summary=report("results/summary.csv", caption="../report/summary.rst", category="Summary"),
         summary_md="results/summary.md",

@@ -268,3 +268,12 @@ def paired_cell(row: dict) -> str:
     if missing(row["paired_diff"]):
         return ""
     return f"{row['paired_diff']:+.1f} [{row['paired_lo']:+.1f}, {row['paired_hi']:+.1f}] (n={int(row['n_paired'])})"
+
+
+def with_train_sizes(plot_spec: dict, stats_paths: dict[str, str]) -> dict:
+    """The plot spec with each trained experiment's real training-set size (``train`` in curated/{exp}/stats.json)."""
+    import json
+
+    rows = [dict(e, train_size=json.loads(open(stats_paths[e["name"]]).read())["train"]) if e["name"] in stats_paths
+            else e for e in plot_spec["experiments"]]
+    return {**plot_spec, "experiments": rows}
