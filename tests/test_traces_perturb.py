@@ -6,6 +6,8 @@ from collections import Counter
 
 import pytest
 
+from llm_standins import OfflineStandIn, Scripted
+
 from meds1.errors import MedS1Error
 from meds1.llm.base import OFFLINE_TASKS, LLMResult
 from meds1.traces.extract import TraceRow, apply_extracts
@@ -16,25 +18,6 @@ N_ROWS = 12
 SEED = 7
 
 
-class OfflineStandIn:
-    """What the offline provider does: answer each request with OFFLINE_TASKS[request.task]."""
-
-    def __init__(self):
-        self.requests = []
-
-    def run_many(self, requests):
-        self.requests += requests
-        answers = [OFFLINE_TASKS.get(r.task)(r) for r in requests]
-        return [LLMResult(text=a[0] if isinstance(a, tuple) else a) for a in answers]
-
-
-class Scripted:
-    def __init__(self, reply):
-        self.reply, self.requests = reply, []
-
-    def run_many(self, requests):
-        self.requests += requests
-        return [LLMResult(text=self.reply(r)) for r in requests]
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from llm_standins import OfflineStandIn, Scripted
+
 from meds1.errors import MedS1Error
 from meds1.llm.base import OFFLINE_TASKS, LLMResult
 from meds1.traces.apply import plan_transforms, transform_traces
@@ -16,25 +18,6 @@ from meds1.traces.steps import Step, parse_steps, render_steps
 N_ROWS = 6
 
 
-class OfflineStandIn:
-    """What the offline provider does: answer each request with OFFLINE_TASKS[request.task]."""
-
-    def __init__(self):
-        self.requests = []
-
-    def run_many(self, requests):
-        self.requests += requests
-        answers = [OFFLINE_TASKS.get(r.task)(r) for r in requests]
-        return [LLMResult(text=a[0] if isinstance(a, tuple) else a) for a in answers]
-
-
-class Scripted:
-    def __init__(self, reply):
-        self.reply, self.requests = reply, []
-
-    def run_many(self, requests):
-        self.requests += requests
-        return [LLMResult(text=self.reply(r)) for r in requests]
 
 
 @pytest.fixture(scope="module")
