@@ -15,7 +15,7 @@ import pytest
 from fake_gemini import FakeGemini
 from meds1.errors import MedS1Error
 
-PLANTED_KEY = "AIzaPLANTEDsecretKEY0123456789abcdefXYZ"
+PLANTED_KEY = "planted-test-key-0123456789abcdefXYZ"  # fake; must never be written anywhere
 
 
 def step_responder(prompt: str, body: dict) -> str:
