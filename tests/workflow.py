@@ -38,9 +38,13 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """rule -> job count from ``snakemake -n`` (the 'Job stats' table)."""
     out = snakemake(workdir, *args, "-n", "--quiet", "rules")  # targets first: --quiet takes values
     assert out.returncode == 0, out.stderr + out.stdout
+    return job_counts(out.stdout + out.stderr)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """rule -> count from the 'Job stats' table Snakemake prints."""
     counts: dict[str, int] = {}
-    lines = (out.stdout + out.stderr).splitlines()
-    for line in lines:
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             counts[parts[0]] = int(parts[1])
