@@ -20,7 +20,29 @@ def run_rule(snakemake, main: Callable[[dict], None]) -> None:
         os.dup2(log_fd, 2)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s", force=True)
     spec = json.loads(snakemake.params.spec) if hasattr(snakemake.params, "spec") else {}
-    guarded(lambda: main(spec), terminal)
+    limit_threads(int(getattr(snakemake, "threads", 0) or 0))
+
+    def run():
+        from meds1.plugins import load_extra
+
+        load_extra(spec.get("plugins"))
+        main(spec)
+    guarded(run, terminal)
+
+
+def limit_threads(n: int) -> None:
+    """Give torch, BLAS and tokenizers exactly the rule's ``threads`` (their defaults oversubscribe a shared node:
+    7-9x slower in bench/). Environment variables reach subprocesses (accelerate workers) too."""
+    if n < 1:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if n > 1 else "false"
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)
 
 
 def guarded(fn: Callable[[], None], terminal=None) -> None:

@@ -1,10 +1,11 @@
 # Registry access for the rules: experiments, target lists, input and params functions.
+# Rules ask the registry; no plug-in or stage name is spelled here beyond the rule's own.
 import json
-import re
 import sys
 
 from meds1.errors import MedS1Error
 from meds1.registry import load_registry
+from meds1.stages.eval import inputs as eval_stage_inputs
 
 try:
     REG = load_registry(config)
@@ -21,8 +22,8 @@ wildcard_constraints:
 
 
 def final_targets():
-    evaluated = REG.evaluated(SELECTED)
-    trained_only = [e for e in SELECTED if e not in evaluated and REG.experiments[e].trained]
+    evaluated = REG.stage_experiments("eval", SELECTED)
+    trained_only = [e for e in REG.stage_experiments("train", SELECTED) if e not in evaluated]
     targets = [f"ckpts/{e}/final" for e in trained_only]
     return targets + (["results/plots/comparison.png"] if evaluated else [])
 
@@ -41,18 +42,13 @@ def dataset_files(role):
 
 
 def eval_inputs(wc):
-    files = {"data": REG.dataset_files(wc.exp, "eval")}
-    exp = REG.experiment(wc.exp)
-    if exp.trained and exp.curation["method"] == "embedding-similarity" and REG.wf["eval"]["exclude_probe_questions"]:
-        files["probe_rows"] = f"curated/{wc.exp}/rows.parquet"  # its probe questions are left out of the eval
-    if exp.trained:
-        return files | {"model": f"ckpts/{wc.exp}/final"}
-    return files | ({"model": path[0]} if (path := REG.model_inputs(wc.exp, "eval")) else {})
+    return eval_stage_inputs(REG, REG.experiment(wc.exp))
 
 
 def metrics_of_selected(wc=None):
-    return [f"eval/{e}/metrics.json" for e in REG.evaluated(SELECTED)]
+    return [f"eval/{e}/metrics.json" for e in REG.stage_experiments("eval", SELECTED)]
 
 
 def curation_stats_of_selected(wc=None):
-    return [f"curated/{e}/stats.json" for e in REG.evaluated(SELECTED) if REG.experiments[e].trained]
+    evaluated = REG.stage_experiments("eval", SELECTED)
+    return [f"curated/{e}/stats.json" for e in REG.stage_experiments("curate", evaluated)]

@@ -27,4 +27,4 @@ rule curate:
 
 rule curate_all:
     input:
-        expand("curated/{exp}/stats.json", exp=[e for e in SELECTED if REG.experiments[e].trained]),
+        expand("curated/{exp}/stats.json", exp=REG.stage_experiments("curate", SELECTED)),

@@ -27,4 +27,4 @@ rule eval:
 
 rule eval_all:
     input:
-        expand("eval/{exp}/metrics.json", exp=REG.evaluated(SELECTED)),
+        expand("eval/{exp}/metrics.json", exp=REG.stage_experiments("eval", SELECTED)),

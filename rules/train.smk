@@ -28,4 +28,4 @@ rule train:
 
 rule train_all:
     input:
-        expand("ckpts/{exp}/final", exp=[e for e in SELECTED if REG.experiments[e].trained]),
+        expand("ckpts/{exp}/final", exp=REG.stage_experiments("train", SELECTED)),

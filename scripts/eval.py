@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # conda envs (--sdm conda) lack meds1
 
 from meds1.cli import run_rule
-from meds1.evaluate.data import probe_ids
+from meds1.data.eval_items import probe_ids
 from meds1.evaluate.run import evaluate
 from meds1.models import check_model_path
 

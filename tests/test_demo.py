@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meds1.data import load_train_dataset
-from meds1.evaluate.data import load_eval_items
+from meds1.data.train import load_train_dataset
+from meds1.data.eval_items import load_eval_items
 from meds1.registry import load_registry
 from workflow import REPO, job_counts
 
@@ -97,7 +97,7 @@ def test_prepared_smollm2_is_a_plain_safetensors_model(smollm2_dir):
 def test_base_model_answers_demo_questions_in_the_expected_format(smollm2_dir):
     from meds1.evaluate.backends import make_backend
     from meds1.evaluate.backends.base import GenerationParams, load_tokenizer
-    from meds1.evaluate.matcher import match
+    from meds1.matcher import match
     from meds1.evaluate.prompts import build_prompt
 
     items = load_eval_items({"key": "demo-eval", "file_path": str(REPO / "meds1/resources/data/demo_eval.json")})[:8]

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from meds1.errors import MedS1Error
-from meds1.evaluate.data import load_eval_items, select_items
+from meds1.data.eval_items import load_eval_items, select_items
 from meds1.evaluate.prompts import build_prompt
 
 MEDQA = {"question": "Which artery is occluded?", "options": {"A": "LAD", "B": "RCA", "C": "LCx", "D": "LM"},

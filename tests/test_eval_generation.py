@@ -57,7 +57,7 @@ def backend(model_dir):
 
 @pytest.fixture(scope="module")
 def items(shared_data):
-    from meds1.evaluate.data import load_eval_items, select_items
+    from meds1.data.eval_items import load_eval_items, select_items
 
     return select_items(load_eval_items({"file_path": str(shared_data / "med-s1_eval_data_samples.json")}), limit=2)
 
@@ -325,7 +325,7 @@ def test_rerun_after_sigkill_generates_only_the_missing_items(tmp_path, shared_d
 
 def test_evaluate_with_tts_and_real_metrics(tmp_path, shared_data, model_dir, backend):
     pytest.importorskip("meds1.evaluate.metrics")
-    pytest.importorskip("meds1.evaluate.matcher")
+    pytest.importorskip("meds1.matcher")
     spec = _spec(shared_data, model_dir, limit=1, eval={"repetitions": {}, "repetition_multiplier": 1},
                  test_time_scaling=True, reasoning_approaches=["immediate", "reasoning", "reasoning_2x"],
                  sampling={"max_new_tokens": 8, "temperature": 0.0, "top_p": 0.9, "batch_size": 4})

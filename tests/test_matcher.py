@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from meds1.evaluate.matcher import MATCHER_VERSION, Match, answer_section, match, matcher_rules
+from meds1.matcher import MATCHER_VERSION, Match, answer_section, match, matcher_rules
 
 DRUGS = {"A": "Pyrazinamide", "B": "Chloroquine", "C": "Ethambutol", "D": "Tetracycline"}
 

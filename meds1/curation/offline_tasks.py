@@ -36,7 +36,7 @@ def judge_answer(req: LLMRequest):
 
     Only normalised text is compared: a synonym or a paraphrase of the reference counts as a different answer.
     """
-    from meds1.evaluate.matcher import match
+    from meds1.matcher import match
 
     p = req.payload
     answer, reference = normalise(p.get("answer")), normalise(p.get("reference"))

@@ -13,9 +13,11 @@ from functools import cached_property
 
 import pandas as pd
 
-from meds1.curation.methods import SELECTION_METHODS, Selection, load_plugins
-from meds1.data import load_train_dataset
+from meds1.curation.selection import Selection
+from meds1.curation.settings import CurationSettings
+from meds1.data.train import load_train_dataset
 from meds1.io import atomic_path, write_json
+from meds1.plugins import SELECTION_METHODS
 
 log = logging.getLogger(__name__)
 EMPTY_LEDGER = {"calls": 0, "cached": 0, "retries": 0, "failures": 0, "input_tokens": 0, "output_tokens": 0,
@@ -38,6 +40,13 @@ class Context:
     @property
     def client_used(self) -> bool:
         return "client" in self.__dict__
+
+    @cached_property
+    def probes(self) -> list[dict]:
+        """Probe questions ({id, source, question, ...}) for methods that need them (spec ``probe_dataset``)."""
+        from meds1.data.eval_items import load_eval_items
+
+        return load_eval_items(self.spec["probe_dataset"], base_dir=".")
 
 
 def initial_sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
@@ -70,7 +79,7 @@ def rewrite_traces(df: pd.DataFrame, order: list[int], cur: dict, ctx: Context):
 def build_dataset(df, order, questions, traces, responses, split, spec):
     from datasets import Dataset, DatasetDict
 
-    from meds1.sft.chat import build_example
+    from meds1.traces.examples import build_example
 
     fmt, system = spec["curation"]["format"], spec["model"].get("system_prompt")
     records = {"train": [], "validation": []}
@@ -115,8 +124,8 @@ def select_and_rewrite(spec: dict, ctx: Context):
     cur = spec["curation"]
     df = load_train_dataset(spec["dataset"])
     df = initial_sample(df, (spec.get("curation_settings") or {}).get("initial_sample"), spec["seed"])
-    load_plugins()
-    sel = SELECTION_METHODS.get(cur["method"], experiment=spec["experiment"], key="curation.method")(df, cur, ctx)
+    method = SELECTION_METHODS.get(cur["method"], experiment=spec["experiment"], key="curation.method")
+    sel = method.impl(df, CurationSettings.from_spec(cur), ctx)
     log.info("%s: %d of %d rows selected by %s", spec["experiment"], len(sel.order), len(df), cur["method"])
     return df, sel, *rewrite_traces(df, sel.order, cur, ctx)
 

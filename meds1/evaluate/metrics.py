@@ -1,7 +1,7 @@
 """Honest accuracy for a set of generations: per source, with Wilson and bootstrap CIs, repetitions and approaches.
 
 ``compute_metrics(records)`` turns generations.jsonl lines into the metrics.json dict of docs/internals.md. Every
-answer goes through ``meds1.evaluate.matcher.match``; an unparsed answer is counted wrong and reported, never guessed.
+answer goes through ``meds1.matcher.match``; an unparsed answer is counted wrong and reported, never guessed.
 Items are ordered by id before any resampling, so the result depends on the generations, not on their order in the
 file, and the same input always gives byte-identical JSON (write it with ``meds1.io.write_json``).
 
@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from meds1.errors import MedS1Error
-from meds1.evaluate.matcher import MATCHER_VERSION, match, matcher_rules
+from meds1.matcher import MATCHER_VERSION, match, matcher_rules
 
 CI_LEVEL = 0.95
 DEFAULT_APPROACH = "default"

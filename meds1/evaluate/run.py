@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from meds1.evaluate.backends import GenerationParams, make_backend, resolve_backend_name
-from meds1.evaluate.data import load_eval_items, select_items
+from meds1.data.eval_items import load_eval_items, select_items
 from meds1.evaluate.prompts import build_prompt
 from meds1.evaluate.tts import (DEFAULT_APPROACHES, ApproachContext, answer_marker_for, parse_approach, run_approach,
                                 trace_format)

@@ -88,10 +88,10 @@ def trace_format(format_name: str | None):
     if not format_name:
         return None
     try:
-        from meds1.traces.formats import TRACE_FORMATS
+        from meds1.plugins import TRACE_FORMATS
     except ImportError:
         return None
-    return TRACE_FORMATS.get(format_name) if format_name in TRACE_FORMATS else None
+    return TRACE_FORMATS.get(format_name).impl if format_name in TRACE_FORMATS else None
 
 
 def answer_marker_for(format_name: str | None) -> str:

@@ -19,6 +19,9 @@ class LLMRequest:
     system: str | None = None
     params: dict[str, Any] = field(default_factory=dict)   # temperature, max_output_tokens, ...
     payload: dict[str, Any] = field(default_factory=dict)  # structured inputs for the offline provider (not sent)
+    # The deterministic stand-in answer, fn(request) -> str | (str, meta): set by whoever builds the request, so the
+    # LLM layer needs to know no transform, method or task. Not part of the cache key.
+    offline: Callable[["LLMRequest"], Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

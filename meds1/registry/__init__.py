@@ -8,6 +8,7 @@ experiment, and hand each Snakemake job its experiment's resolved slice (``spec`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -17,22 +18,18 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
+from meds1.curation.settings import CurationSettings
 from meds1.errors import MedS1Error
+from meds1.evaluate.settings import EvalSettings
+from meds1.options import build
+from meds1.plugins import STAGES, load_extra
+from meds1.registry import entries
 from meds1.registry.resolve import Resolver
-from meds1.registry.validate import check, check_experiment_raw, check_experiment_resolved, load_json
-from meds1.registry import specs
+from meds1.registry.validate import check, check_experiment_raw, load_json
+from meds1.registry.workflow import WorkflowSettings
+from meds1.sft.config import TrainSettings
 
-WORKFLOW_DEFAULTS: dict[str, Any] = {
-    "registry": "results.json", "model_config": "config.json", "experiments": ["*"], "baseline": None,
-    "cache_dir": "cache", "seed": 42, "validation_fraction": 0.1, "curation_llm": None, "max_cost_usd": None,
-    "wandb_mode": "offline", "wandb_project": "med-s1", "training_defaults": {}, "figures": {},
-    "eval": {"backend": "auto", "max_new_tokens": 1024, "temperature": 0.0, "repeat_temperature": 0.6, "top_p": 0.95,
-             "batch_size": 16, "limit": None, "bootstrap_resamples": 1000, "similarity_fallback": False,
-             "exclude_probe_questions": False},
-}
-NEEDS_BASE_MODEL = {"novelty-answer", "s1"}  # curation methods that run the base model
 WORKFLOW_FILE = "workflow_config.yaml"
 
 
@@ -41,6 +38,9 @@ class Experiment:
     name: str
     description: str
     config: dict
+    curation_settings: CurationSettings | None = None   # built and validated at load time
+    train_settings: TrainSettings | None = None
+    eval_settings: EvalSettings | None = None
 
     @property
     def curation(self) -> dict | None:
@@ -62,9 +62,9 @@ class Experiment:
 class Registry:
     def __init__(self, workflow: dict, base_dir: Path):
         self.base_dir = base_dir
-        check(workflow, "workflow_config", file=WORKFLOW_FILE)
-        self.wf = {**copy.deepcopy(WORKFLOW_DEFAULTS), **copy.deepcopy(workflow)}
-        self.wf["eval"] = {**WORKFLOW_DEFAULTS["eval"], **workflow.get("eval", {})}
+        self.wf = dataclasses.asdict(build(WorkflowSettings, copy.deepcopy(workflow), file=WORKFLOW_FILE))
+        build(EvalSettings, self.wf["eval"], file=WORKFLOW_FILE, prefix="eval")
+        load_extra(self.wf["plugins"], base_dir)
         self.results_file = self.wf["registry"]
         self.config_file = self.wf["model_config"]
         self.config = self._load_config()
@@ -97,11 +97,25 @@ class Registry:
             check_experiment_raw(name, entry, self.results_file)
         resolved = Resolver(entries, self.results_file).resolve_all()
         exps = {n: Experiment(n, entries[n].get("description", ""), resolved[n]) for n in entries}
-        for name, exp in exps.items():
-            if _borrows(entries[name]["config"]):
-                check_experiment_resolved(name, exp.config, self.results_file)
-            specs.check_semantics(exp, self.config, self.results_file)
+        for exp in exps.values():
+            self._settle(exp)
         return exps
+
+    def _settle(self, exp: Experiment) -> None:
+        """Validate one resolved experiment and build its stage settings (one-line errors naming the key)."""
+        where = {"file": self.results_file, "experiment": exp.name}
+        check(exp.config, "results", ref="config", prefix="config", **where)
+        entries.check_semantics(exp, self.config, self.results_file)
+        model = self.config["models"][exp.config["model_key"]]
+        if exp.trained:
+            exp.curation_settings = CurationSettings.from_block(exp.curation, prefix="config.curation", **where)
+            exp.train_settings = TrainSettings.from_block(exp.config.get("training_params"),
+                                                          defaults=self.wf["training_defaults"], model=model,
+                                                          seed=self.wf["seed"], prefix="config.training_params",
+                                                          **where)
+        if exp.datasets.get("eval"):
+            own = exp.config.get("eval") or {}
+            exp.eval_settings = build(EvalSettings, {**self.wf["eval"], **own}, prefix="config.eval", **where)
 
     def _check_workflow_names(self) -> None:
         base = self.wf.get("baseline")
@@ -138,11 +152,21 @@ class Registry:
         return r"[A-Za-z0-9][A-Za-z0-9_.:+=-]*"
 
     def check_targets(self, args: list[str]) -> None:
-        """Targets on the command line that name an experiment must name a known one (checked before the DAG)."""
+        """Targets on the command line that name an experiment must name a known one that has that stage."""
+        folders = {st.impl.folder: st.impl for st in STAGES}
         for arg in args:
-            m = re.match(r"^(?:\./)?(?:curated|ckpts|eval)/([^/]+)(?:/|$)", arg)
-            if m:
-                self.experiment(m.group(1))
+            m = re.match(r"^(?:\./)?([^/]+)/([^/]+)(?:/|$)", arg)
+            if m and m.group(1) in folders:
+                stage, exp = folders[m.group(1)], self.experiment(m.group(2))
+                if not stage.applies(exp):
+                    raise MedS1Error(f"has no {stage.name} stage, so there is no target '{arg}' "
+                                     f"({'curation is null' if stage.folder != 'eval' else 'no eval dataset'})",
+                                     file=self.results_file, experiment=exp.name)
+
+    def stage_experiments(self, stage: str, names=None) -> list[str]:
+        """The experiments (of ``names``, default all) that have ``stage``."""
+        applies = STAGES.get(stage).impl.applies
+        return [n for n in (names or self.experiments) if applies(self.experiments[n])]
 
     def experiment(self, name: str) -> Experiment:
         """The experiment behind a target's ``{exp}``; an unknown name is a one-line error with a suggestion."""
@@ -158,29 +182,24 @@ class Registry:
     def model_inputs(self, name: str, stage: str) -> list[str]:
         """Model folders that a rule must build before ``stage`` of experiment ``name`` can run."""
         exp = self.experiment(name)
-        needs = stage == "train" or (stage == "eval" and not exp.trained) or (
-            stage == "curate" and exp.curation and exp.curation["method"] in NEEDS_BASE_MODEL)
         path = self.config["models"][exp.config["model_key"]].get("local_path")
-        return [path] if needs and path in self.prepared_models() else []
+        loads = STAGES.get(stage).impl.loads_model(self, exp)
+        return [path] if loads and path in self.prepared_models() else []
 
     def dataset_files(self, name: str, role: str) -> list[str]:
         """The local file behind an experiment's ``curate``/``eval`` dataset, as a rule input (hub datasets: none)."""
         group = "train_datasets" if role == "curate" else "eval_datasets"
-        entry = specs._dataset(self, group, self.experiment(name).datasets.get(role))
+        entry = entries.dataset_entry(self, group, self.experiment(name).datasets.get(role))
         return [entry["file_path"]] if entry and "file_path" in entry else []
 
     def spec(self, name: str, stage: str) -> dict:
-        return specs.build(self, self.experiment(name), stage)
+        return STAGES.get(stage).impl.build_spec(self, self.experiment(name))
 
     def spec_json(self, name: str, stage: str) -> str:
         return json.dumps(self.spec(name, stage), sort_keys=True)
 
     def plot_spec(self) -> dict:
-        return specs.plot_spec(self)
-
-
-def _borrows(config: dict) -> bool:
-    return "extends" in config or any(isinstance(v, str) and v.lower().startswith("same as") for v in config.values())
+        return entries.plot_spec(self)
 
 
 def load_registry(workflow: dict, base_dir: str | os.PathLike = ".") -> Registry:

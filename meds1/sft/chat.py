@@ -10,20 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from meds1.errors import MedS1Error
-from meds1.traces.formats import TraceFormat, get_format
-
-
-def build_example(question: str, cot: str | None, response: str, *, fmt: TraceFormat | str,
-                  system_prompt: str | None = None) -> dict:
-    """One conversational prompt/completion example; an empty ``cot`` trains on the answer alone.
-
-    ``system_prompt`` (the model entry's) wins over the format's own (e.g. nemotron's "detailed thinking on").
-    """
-    fmt = get_format(fmt) if isinstance(fmt, str) else fmt
-    system = system_prompt if system_prompt is not None else fmt.system_prompt
-    prompt = [{"role": "system", "content": system}] if system else []
-    prompt.append({"role": "user", "content": question.strip()})
-    return {"prompt": prompt, "completion": [{"role": "assistant", "content": fmt.render(cot, response)}]}
+from meds1.traces.examples import build_example  # noqa: F401  (re-exported: the SFT data shape)
 
 
 def load_tokenizer(model_entry: dict, path: str | Path | None = None):

@@ -6,9 +6,11 @@ The effective batch depends on how many processes the job really has (accelerate
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 from meds1.errors import MedS1Error
+from meds1.options import build, opt
 
 DEFAULT_NO_DECAY = ["bias", "norm.weight", "layernorm.weight", "LayerNorm.weight"]
 DEFAULT_MAX_LENGTH = 2048
@@ -74,49 +76,79 @@ def count_gpus() -> int:
 
 
 @dataclass(frozen=True)
+class OptimizerSettings:
+    adam_beta1: float = opt(0.9, "AdamW beta1", minimum=0, exclusiveMaximum=1)
+    adam_beta2: float = opt(0.95, "AdamW beta2 (s1/m1 and the seed: 0.95)", minimum=0, exclusiveMaximum=1)
+    adam_epsilon: float = opt(1e-8, "AdamW epsilon", exclusiveMinimum=0)
+    no_decay_params: list[str] = opt(DEFAULT_NO_DECAY, "parameter-name substrings that get no weight decay "
+                                     "(the seed's list missed RMSNorm weights; ours names them)")
+
+
+@dataclass(frozen=True)
 class TrainSettings:
-    """``training_params`` of a train spec, with defaults filled in."""
-    learning_rate: float = 1e-5
-    num_epochs: float = 3
-    weight_decay: float = 1e-4
-    warmup_ratio: float = 0.05
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_epsilon: float = 1e-8
-    no_decay_params: list[str] = field(default_factory=lambda: list(DEFAULT_NO_DECAY))
-    max_length: int = DEFAULT_MAX_LENGTH
-    select: str = "best"
-    evals_per_epoch: int = 4
-    gradient_checkpointing: bool = False
-    group_by_length: bool = False
-    packing: bool = False  # trl's best-fit-decreasing packing (padding-free rows of max_length); bench/bench_train.py
-    seed: int = 42
+    """An experiment's ``training_params``: the seed's keys and defaults (its resolver and trainer), typed.
+
+    workflow_config.yaml ``training_defaults`` < these defaults are overridden by it < the experiment's own block.
+    """
+    learning_rate: float = opt(5e-6, "peak learning rate (cosine schedule with warmup)", exclusiveMinimum=0)
+    batch_size: int = opt(4, "per-device batch", minimum=1)
+    gradient_accumulation_steps: int = opt(4, "optimizer step every N batches", minimum=1)
+    total_batch_size: int | None = opt(None, "when set: the effective batch, GA derived from the job's processes",
+                                       minimum=1)
+    num_epochs: float = opt(3, "epochs over the training split", exclusiveMinimum=0)
+    weight_decay: float = opt(0.1, "AdamW weight decay", minimum=0)
+    warmup_ratio: float = opt(0.05, "share of optimizer steps spent warming up", minimum=0, exclusiveMaximum=1)
+    optimizer: OptimizerSettings = opt(factory=OptimizerSettings, doc="AdamW settings")
+    max_length: int | None = opt(None, "tokens per example; default: the model entry's max_length, else 2048",
+                                 minimum=16)
+    select: Literal["best", "last"] = opt("best", "publish the lowest-validation-loss checkpoint or the last one")
+    evals_per_epoch: int = opt(4, "validations (and checkpoints) per epoch", minimum=1)
+    gradient_checkpointing: bool | Literal["auto"] = opt("auto", "recompute activations in backward; auto: when "
+                                                         "the plan (python -m meds1.plan) says it is needed")
+    group_by_length: bool = opt(False, "batch examples of similar length together")
+    packing: bool = opt(False, "trl best-fit-decreasing packing (padding-free rows of max_length)")
+    seed: int = opt(42, "training seed (the workflow seed overrides it)")
+
+    @property
+    def adam_beta1(self) -> float:
+        return self.optimizer.adam_beta1
+
+    @property
+    def adam_beta2(self) -> float:
+        return self.optimizer.adam_beta2
+
+    @property
+    def adam_epsilon(self) -> float:
+        return self.optimizer.adam_epsilon
+
+    @property
+    def no_decay_params(self) -> list[str]:
+        return list(self.optimizer.no_decay_params)
+
+    @classmethod
+    def from_block(cls, block: dict | None, *, defaults: dict | None = None, model: dict | None = None,
+                   seed: int | None = None, **where) -> "TrainSettings":
+        """Validate ``training_params`` (over workflow ``defaults``) and fill every default; ``where``: file,
+        experiment, prefix for the one-line error."""
+        merged = _merge(defaults or {}, block or {})
+        if merged.get("max_length") is None:
+            merged["max_length"] = (model or {}).get("max_length") or DEFAULT_MAX_LENGTH
+        if seed is not None:
+            merged["seed"] = int(seed)
+        return build(cls, merged, **where)
 
     @classmethod
     def from_spec(cls, spec: dict) -> "TrainSettings":
-        params, exp = spec.get("training_params") or {}, spec.get("experiment")
-        optimizer = params.get("optimizer") or {}
-        given = {k: v for k, v in {**params, **optimizer}.items() if v is not None and k in cls.__dataclass_fields__}
-        given["max_length"] = params.get("max_length") or (spec.get("model") or {}).get("max_length") \
-            or DEFAULT_MAX_LENGTH
-        if spec.get("seed") is not None:
-            given["seed"] = int(spec["seed"])
-        settings = cls(**given)
-        settings._check(exp)
-        return settings
+        """The train job's settings from its spec (``training_params`` as the registry resolved it)."""
+        return cls.from_block(spec.get("training_params"), model=spec.get("model"), seed=spec.get("seed"),
+                              experiment=spec.get("experiment"), prefix="training_params")
 
-    def _check(self, experiment) -> None:
-        if self.select not in ("best", "last"):
-            raise MedS1Error(f"must be 'best' or 'last', got {self.select!r}", experiment=experiment,
-                             key="training_params.select", choices=["best", "last"], value=self.select)
-        for key in ("max_length", "evals_per_epoch"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise MedS1Error(f"must be a positive integer, got {getattr(self, key)!r}", experiment=experiment,
-                                 key=f"training_params.{key}")
-        for key in ("num_epochs", "learning_rate"):
-            if not getattr(self, key) > 0:
-                raise MedS1Error(f"must be positive, got {getattr(self, key)!r}", experiment=experiment,
-                                 key=f"training_params.{key}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise MedS1Error(f"must be in [0, 1), got {self.warmup_ratio!r}", experiment=experiment,
-                             key="training_params.warmup_ratio")
+    def to_spec(self) -> dict:
+        return asdict(self)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

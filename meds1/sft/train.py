@@ -145,7 +145,7 @@ def sft_config(settings: TrainSettings, batch: EffectiveBatch, work_dir, *, has_
         save_strategy="steps", save_steps=every, save_total_limit=2, load_best_model_at_end=best,
         metric_for_best_model="eval_loss", greater_is_better=False,
         logging_steps=1, include_num_input_tokens_seen="non_padding",
-        bf16=on_gpu, use_cpu=not on_gpu, activation_checkpointing=settings.gradient_checkpointing,
+        bf16=on_gpu, use_cpu=not on_gpu, activation_checkpointing=settings.gradient_checkpointing is True,
         ddp_find_unused_parameters=False,  # every parameter of a causal LM is used; the check costs a graph walk
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         packing=settings.packing,  # False: one example per row, padded to the longest in the batch

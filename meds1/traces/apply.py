@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 
 from meds1.errors import MedS1Error
-from meds1.traces.extract import STEP_FORMAT_TRANSFORMS, extract_names, run_extracts
+from meds1.plugins import TRACE_TRANSFORMS
+from meds1.traces.extract import extract_names, run_extracts
 from meds1.traces.perturb import apply_perturbation
 from meds1.traces.restore import restore_traces
 
@@ -28,7 +29,7 @@ class TraceOutput:
 def plan_transforms(curation: dict) -> list[str]:
     """``curation.extract`` as a list, with "step" appended when a perturbation needs step format and lacks it."""
     names = extract_names(curation.get("extract"))
-    if curation.get("perturbation") and (not names or names[-1] not in STEP_FORMAT_TRANSFORMS):
+    if curation.get("perturbation") and (not names or "makes_steps" not in TRACE_TRANSFORMS.get(names[-1]).needs):
         names.append("step")
     return names
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import meds1.traces.offline  # noqa: F401  (registers the offline answers for every task built here)
 from meds1.errors import MedS1Error
 from meds1.llm.base import LLMRequest
-from meds1.plugins import PluginRegistry
+from meds1.plugins import TRACE_TRANSFORMS
 from meds1.traces.steps import ANSWER_SENTENCE, parse_steps, render_steps, strip_preamble
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,10 @@ log = logging.getLogger(__name__)
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "resources" / "prompts"
 TRANSFORM_PARAMS = {"temperature": 0.0, "max_output_tokens": 8192}
 STEP_ONE = r"^[ \t]*#{1,6}[ \t]*Step[ \t]*1\b"
-# Transforms whose output is already "## Step N:" blocks (perturbations need that format).
-STEP_FORMAT_TRANSFORMS = frozenset({"step", "step-evidence", "cot-step"})
 
 # fn(rows, client) -> one new trace per row (None: the LLM gave nothing usable, keep the input trace)
 Transform = Callable[[list["TraceRow"], Any], list["str | None"]]
-EXTRACTS: PluginRegistry[Transform] = PluginRegistry("trace transform")
+EXTRACTS = TRACE_TRANSFORMS
 
 
 @dataclass
@@ -92,7 +90,7 @@ def run_extracts(rows: list[dict], names, client) -> ExtractResult:
     state = [TraceRow.from_row(row, i) for i, row in enumerate(rows)]
     intermediates: dict[str, list[str]] = {}
     for name in names:
-        outputs = EXTRACTS.get(name, key="curation.extract")(state, client)
+        outputs = EXTRACTS.get(name, key="curation.extract").impl(state, client)
         kept = sum(out is None for out in outputs)
         if kept:
             log.warning("extract %s: %d of %d rows got no usable LLM output; their input trace is kept",
@@ -237,52 +235,52 @@ def extract_nejmcr(rows, client):
     return [row.cot for row in rows]  # the case report itself is the reasoning; no LLM call
 
 
-@EXTRACTS.register("step")
+@EXTRACTS.register("step", needs={"llm", "makes_steps"})
 def extract_step(rows, client):
     return _post(ask(client, "step", rows, anchor=STEP_ONE), normalise_steps)
 
 
-@EXTRACTS.register("1-sentence")
+@EXTRACTS.register("1-sentence", needs={"llm"})
 def extract_one_sentence(rows, client):
     return _post(ask(client, "1-sentence", rows), one_sentence)
 
 
-@EXTRACTS.register("list")
+@EXTRACTS.register("list", needs={"llm"})
 def extract_list(rows, client):
     return _post(ask(client, "list", rows, anchor=r"^[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]"), as_bullets)
 
 
-@EXTRACTS.register("markdown")
+@EXTRACTS.register("markdown", needs={"llm"})
 def extract_markdown(rows, client):
     return ask(client, "markdown", rows)
 
 
-@EXTRACTS.register("step-evidence")
+@EXTRACTS.register("step-evidence", needs={"llm", "makes_steps"})
 def extract_step_evidence(rows, client):
     return _post(ask(client, "step-evidence", rows, anchor=STEP_ONE), normalise_evidence)
 
 
-@EXTRACTS.register("decision-tree")
+@EXTRACTS.register("decision-tree", needs={"llm"})
 def extract_decision_tree(rows, client):
     return _post(ask(client, "decision-tree", rows, anchor=r"^[^\n]*-+>"), normalise_arrows)
 
 
-@EXTRACTS.register("qa")
+@EXTRACTS.register("qa", needs={"llm"})
 def extract_qa(rows, client):
     return _post(ask(client, "qa", rows, anchor=r"^[ \t]*\**[ \t]*Q[ \t]*\d*[ \t]*[:.]"), normalise_qa)
 
 
-@EXTRACTS.register("socratic")
+@EXTRACTS.register("socratic", needs={"llm"})
 def extract_socratic(rows, client):
     return _post(ask(client, "socratic", rows), lambda t: re.sub(r"(?m)^\*\*([^*\n:]+):\*\*", r"\1:", t))
 
 
-@EXTRACTS.register("cot")
+@EXTRACTS.register("cot", needs={"llm"})
 def extract_cot(rows, client):
     return ask(client, "cot", rows, needs_cot=False)  # built from question + answer only
 
 
-@EXTRACTS.register("cot-step")
+@EXTRACTS.register("cot-step", needs={"llm", "makes_steps"})
 def extract_cot_step(rows, client):
     return extract_step(_with_cot(rows, extract_cot(rows, client)), client)
 
@@ -312,7 +310,7 @@ def write_note(rows: list[TraceRow], client, formats: list[str]) -> list[str | N
     return _post(ask(client, "note", rows, anchor=r"^#{1,3}[ \t]+\S", extra=extra), normalise_note)
 
 
-@EXTRACTS.register("note")
+@EXTRACTS.register("note", needs={"llm"})
 def extract_note(rows, client):
     picks = ask(client, "note-select", rows, params={"temperature": 0.0, "max_output_tokens": 10})
     return write_note(rows, client, [parse_note_format(p) for p in picks])
@@ -323,17 +321,17 @@ def _named_note(fmt: str) -> Transform:
 
 
 for _fmt in ("SOAP", "SOAPIE", "ISBAR", "POMR"):
-    EXTRACTS.register(_fmt.lower())(_named_note(_fmt))
+    EXTRACTS.register(_fmt.lower(), needs={"llm"})(_named_note(_fmt))
 
 
 # ---- the nejmcr family: for case-report-like datasets (the "trace" is a case report)
 
-@EXTRACTS.register("nejmcr-transform")
+@EXTRACTS.register("nejmcr-transform", needs={"llm"})
 def extract_nejmcr_transform(rows, client):
     return ask(client, "nejmcr-transform", rows)
 
 
-@EXTRACTS.register("nejmcr-qa")
+@EXTRACTS.register("nejmcr-qa", needs={"llm"})
 def extract_nejmcr_qa(rows, client):
     """Rewrites the row's Question and Response as an exam question + answer; the case report stays the trace."""
     for row, out in zip(rows, ask(client, "nejmcr-qa", rows, anchor=r"^[ \t]*\**Question\s*:")):
@@ -343,12 +341,12 @@ def extract_nejmcr_qa(rows, client):
     return [row.cot for row in rows]
 
 
-@EXTRACTS.register("nejmcr-reason")
+@EXTRACTS.register("nejmcr-reason", needs={"llm"})
 def extract_nejmcr_reason(rows, client):
     return ask(client, "nejmcr-reason", rows)
 
 
-@EXTRACTS.register("nejmcr-clean")
+@EXTRACTS.register("nejmcr-clean", needs={"llm"})
 def extract_nejmcr_clean(rows, client):
     return ask(client, "nejmcr-clean", rows)
 
@@ -370,7 +368,7 @@ def _reason_ablation(level: str) -> Transform:
 
 
 for _level in REASON_ABLATION_CLEANUP:
-    EXTRACTS.register(f"nejmcr-reason-{_level}")(_reason_ablation(_level))
+    EXTRACTS.register(f"nejmcr-reason-{_level}", needs={"llm"})(_reason_ablation(_level))
 
 
 # ---------------------------------------------------------------------------------------------- row helpers

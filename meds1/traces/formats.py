@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meds1.plugins import PluginRegistry
+from meds1.plugins import TRACE_FORMATS
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,9 @@ class TraceFormat:
         return reasoning.strip(), tail.strip()
 
 
-TRACE_FORMATS: PluginRegistry[TraceFormat] = PluginRegistry("trace format")
-
-
 def _register(fmt: TraceFormat, *aliases: str) -> TraceFormat:
-    return TRACE_FORMATS.register(fmt.name, *aliases)(fmt)
+    TRACE_FORMATS.add(fmt.name, fmt, aliases=aliases, doc=f"trace format {fmt.name}")
+    return fmt
 
 
 # HuatuoGPT-o1's markdown sections (the seed system's `huatuo_format: true`).
@@ -89,7 +87,7 @@ LLAMA = _register(TraceFormat(
 
 def get_format(name: str, **where) -> TraceFormat:
     """The registered format ``name``; an unknown name is a one-line MedS1Error (``where``: file/experiment/key)."""
-    return TRACE_FORMATS.get(name, **where)
+    return TRACE_FORMATS.get(name, **where).impl
 
 
 def format_from_curation(curation: dict, model: dict | None = None, **where) -> TraceFormat:

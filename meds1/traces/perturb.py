@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from meds1.errors import MedS1Error
-from meds1.plugins import PluginRegistry
+from meds1.plugins import PERTURBATIONS as _KIND
 from meds1.traces.extract import TraceRow, build_request, run_texts
 from meds1.traces.steps import ANSWER_SENTENCE, Step, parse_steps, render_steps, strip_preamble
 
@@ -53,7 +53,7 @@ class PerturbContext:
 
 
 Perturbation = Callable[[PerturbContext], list[Outcome]]
-PERTURBATIONS: PluginRegistry[Perturbation] = PluginRegistry("perturbation")
+PERTURBATIONS = _KIND
 
 
 def apply_perturbation(rows: list[dict], cot_steps: list[str], cfg: dict, client, seed: int
@@ -68,7 +68,7 @@ def apply_perturbation(rows: list[dict], cot_steps: list[str], cfg: dict, client
         raise MedS1Error(f"{len(rows)} rows but {len(cot_steps)} traces", key="curation.perturbation")
     state = [TraceRow.from_row(row, i) for i, row in enumerate(rows)]
     steps = [parse_steps(t) or ([Step("Reasoning", t.strip())] if (t or "").strip() else []) for t in cot_steps]
-    outcomes = PERTURBATIONS.get(ptype)(PerturbContext(state, steps, rate, client, seed))
+    outcomes = PERTURBATIONS.get(ptype).impl(PerturbContext(state, steps, rate, client, seed))
     traces, responses, infos = [], [], []
     for original, before, outcome in zip(cot_steps, steps, outcomes):
         traces.append(render_steps(outcome.steps) if outcome.changed else original)
@@ -94,7 +94,7 @@ def _unchanged(ctx: PerturbContext, i: int, **info) -> Outcome:
 
 # ---------------------------------------------------------------------------------------------- rule-only types
 
-@PERTURBATIONS.register("skip")
+@PERTURBATIONS.register("skip", needs={"steps"})
 def perturb_skip(ctx: PerturbContext) -> list[Outcome]:
     outcomes = []
     for i, steps in enumerate(ctx.steps):
@@ -115,7 +115,7 @@ def shuffle_count(rate: float, n: int) -> int:
     return 2 if k == 1 and n >= 2 else k
 
 
-@PERTURBATIONS.register("shuffle")
+@PERTURBATIONS.register("shuffle", needs={"steps"})
 def perturb_shuffle(ctx: PerturbContext) -> list[Outcome]:
     outcomes = []
     for i, steps in enumerate(ctx.steps):
@@ -132,7 +132,7 @@ def perturb_shuffle(ctx: PerturbContext) -> list[Outcome]:
     return outcomes
 
 
-@PERTURBATIONS.register("add_irrelevant")
+@PERTURBATIONS.register("add_irrelevant", needs={"steps"})
 def perturb_add_irrelevant(ctx: PerturbContext) -> list[Outcome]:
     outcomes = []
     for i, steps in enumerate(ctx.steps):
@@ -167,7 +167,7 @@ def merge_groups(n: int, n_merges: int, rng: random.Random) -> list[list[int]]:
     return groups + ([current] if current else [])
 
 
-@PERTURBATIONS.register("collapse_consecutive")
+@PERTURBATIONS.register("collapse_consecutive", needs={"steps", "llm"})
 def perturb_collapse(ctx: PerturbContext) -> list[Outcome]:
     plans = []
     for i, steps in enumerate(ctx.steps):
@@ -207,7 +207,7 @@ def _parse_merged(text: str, group: list[Step]) -> Step:
     return Step(" and ".join(s.title for s in group), "\n\n".join(s.body for s in group))
 
 
-@PERTURBATIONS.register("answer")
+@PERTURBATIONS.register("answer", needs={"steps", "llm"})
 def perturb_answer(ctx: PerturbContext) -> list[Outcome]:
     eligible = [i for i, steps in enumerate(ctx.steps) if steps]
     n_perturb = min(int(ctx.rate * len(ctx.rows)), len(eligible))

@@ -1,42 +1,50 @@
-"""Selection by sentence embeddings: cover the data's clusters (``embedding-diversity``) or stay close to the eval
-questions (``embedding-similarity``). Embeddings come from ``meds1.curation.embeddings`` (cached per content).
+"""``embedding-diversity``: outliers (farthest from their k-means centroid) first, then an even spread over clusters,
+any shortfall at random. Embeddings come from ``meds1.curation.embeddings`` (cached per content).
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
-import numpy as np
-import pandas as pd
-
-from meds1.curation.embeddings import cached_embeddings
-from meds1.curation.methods import SELECTION_METHODS, Selection
+from meds1.curation.selection import Selection
 from meds1.errors import MedS1Error
+from meds1.options import opt
+from meds1.plugins import SELECTION_METHODS
 
 log = logging.getLogger(__name__)
 
 KMEANS_N_INIT = 3          # k-means restarts: enough for a stable partition, cheap on 25k rows
-RANKINGS = ("random", "cot-length")
 
 
-def embed_column(df: pd.DataFrame, column: str, ctx) -> np.ndarray:
+@dataclass(frozen=True)
+class DiversityOptions:
+    column: str = opt("Complex_CoT", "the column whose text is embedded", minLength=1)
+    cluster_percentage: float = opt(10, "k-means clusters k = this % of n_samples", exclusiveMinimum=0, maximum=100)
+    outlier_percentage: float = opt(5, "this % of n_samples is taken from the farthest-from-centroid rows",
+                                    minimum=0, maximum=100)
+    intra_group_ranking: Literal["random", "cot-length"] = opt("random", "pick order inside a cluster")
+
+
+def embed_column(df, column: str, ctx):
     if column not in df.columns:
         raise MedS1Error(f"no column '{column}' in the training data", experiment=ctx.spec.get("experiment"),
                          key="curation.column", choices=list(df.columns), value=column)
+    from meds1.curation.embeddings import cached_embeddings
+
     return cached_embeddings(df[column].fillna("").astype(str).tolist(),
                              dataset_key=(ctx.spec.get("dataset") or {}).get("key", "dataset"), column=column,
                              embedder=ctx.spec.get("embedder"), cache_dir=ctx.cache_dir)
 
 
-def trace_words(df: pd.DataFrame) -> list[int]:
+def trace_words(df) -> list[int]:
     return [len(str(t).split()) for t in df["Complex_CoT"]]
 
 
-# ------------------------------------------------------------------------------------------------ embedding-diversity
-def cluster_rows(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def cluster_rows(vectors, k: int, seed: int):
     """k-means labels and each row's distance to its own centroid."""
+    import numpy as np
     from sklearn.cluster import KMeans
 
     km = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed).fit(vectors)
@@ -45,6 +53,8 @@ def cluster_rows(vectors: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np
 
 def cluster_queues(labels, outliers: set[int], ranking: str, lengths: list[int], seed: int) -> list[list[int]]:
     """Per cluster, its non-outlier rows in pick order: seeded shuffle, or longest trace first (ties: row order)."""
+    import numpy as np
+
     rng = random.Random(seed)
     queues = []
     for c in range(int(labels.max()) + 1):
@@ -69,19 +79,16 @@ def spread_over_clusters(queues: list[list[int]], budget: int, seed: int) -> lis
     return picks
 
 
-@SELECTION_METHODS.register("embedding-diversity")
-def select_embedding_diversity(df: pd.DataFrame, cur: dict, ctx) -> Selection:
+@SELECTION_METHODS.register("embedding-diversity", options=DiversityOptions, needs={"n_samples", "embedder"})
+def select_embedding_diversity(df, cur, ctx) -> Selection:
     """Outliers (farthest from their k-means centroid) first, then an even spread over clusters, shortfall at random."""
-    ranking = cur.get("intra_group_ranking") or "random"
-    if ranking not in RANKINGS:
-        raise MedS1Error(f"unknown ranking '{ranking}'", experiment=ctx.spec.get("experiment"),
-                         key="curation.intra_group_ranking", choices=RANKINGS, value=ranking)
-    n = min(cur.get("n_samples") or len(df), len(df))
-    k = min(len(df), max(1, round(float(cur.get("cluster_percentage", 10)) / 100 * n)))
-    n_out = min(n, round(float(cur.get("outlier_percentage", 5)) / 100 * n))
-    labels, dist = cluster_rows(embed_column(df, cur.get("column") or "Complex_CoT", ctx), k, ctx.seed)
+    opts = cur.options
+    n = min(cur.n_samples or len(df), len(df))
+    k = min(len(df), max(1, round(float(opts.cluster_percentage) / 100 * n)))
+    n_out = min(n, round(float(opts.outlier_percentage) / 100 * n))
+    labels, dist = cluster_rows(embed_column(df, opts.column, ctx), k, ctx.seed)
     outliers = sorted(range(len(df)), key=lambda i: -dist[i])[:n_out]  # stable: equal distances keep row order
-    queues = cluster_queues(labels, set(outliers), ranking, trace_words(df), ctx.seed)
+    queues = cluster_queues(labels, set(outliers), opts.intra_group_ranking, trace_words(df), ctx.seed)
     order = outliers + spread_over_clusters(queues, n - n_out, ctx.seed)
     if len(order) < n:  # clusters smaller than their quota
         rest = sorted(set(range(len(df))) - set(order))
@@ -90,60 +97,3 @@ def select_embedding_diversity(df: pd.DataFrame, cur: dict, ctx) -> Selection:
     flagged = set(outliers)
     return Selection(order=order, columns={"cluster": labels.tolist(), "cluster_distance": dist.astype(float).tolist(),
                                            "outlier": [i in flagged for i in range(len(df))]})
-
-
-# ----------------------------------------------------------------------------------------------- embedding-similarity
-def read_probe_file(entry: dict) -> list[dict]:
-    """Fallback reader for ``{source: [items]}`` or ``[items]`` JSON; ids as meds1.evaluate.data makes them."""
-    path = Path(entry["file_path"])
-    if not path.exists():
-        raise MedS1Error("probe (eval) dataset file not found", file=path, key="datasets.eval")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    groups = data.items() if isinstance(data, dict) else [(None, data)]
-    items, per_source = [], {}
-    for source, rows in groups:
-        for row in rows:
-            src = str(source or row.get("source") or entry.get("source") or entry.get("key"))
-            index = per_source[src] = per_source.get(src, -1) + 1
-            items.append({"id": str(row.get("id") or f"{src}-{index}"), "source": src, "question": row["question"]})
-    return items
-
-
-def load_probes(entry: dict | None, ctx) -> list[dict]:
-    if not entry:
-        raise MedS1Error("embedding-similarity needs probe questions (datasets.eval)",
-                         experiment=ctx.spec.get("experiment"), key="config.datasets.eval")
-    try:
-        from meds1.evaluate.data import load_eval_items
-    except ImportError:
-        return read_probe_file(entry)
-    return load_eval_items(entry, base_dir=".")
-
-
-def probe_turns(n_probes: int, n: int, seed: int) -> list[int]:
-    """Which probe picks next: a seeded shuffle of the probes (at most n of them), repeated round-robin."""
-    probes = random.Random(seed).sample(range(n_probes), min(n_probes, n))
-    return [probes[t % len(probes)] for t in range(n)]
-
-
-@SELECTION_METHODS.register("embedding-similarity")
-def select_embedding_similarity(df: pd.DataFrame, cur: dict, ctx) -> Selection:
-    """Round-robin over eval probe questions; each takes its most similar not-yet-selected training question."""
-    probes = load_probes(ctx.spec.get("probe_dataset"), ctx)
-    probe_vecs = cached_embeddings([p["question"] for p in probes], embedder=ctx.spec.get("embedder"),
-                                   dataset_key=str(ctx.spec["probe_dataset"].get("key", "probes")), column="question",
-                                   cache_dir=ctx.cache_dir)
-    rows = embed_column(df, "Question", ctx)  # question to question: probes are questions
-    n = min(cur.get("n_samples") or len(df), len(df))
-    turns = probe_turns(len(probes), n, ctx.seed)
-    used = sorted(set(turns))
-    sims = dict(zip(used, probe_vecs[used] @ rows.T))
-    taken = np.zeros(len(df), dtype=bool)
-    order, probe_id, similarity = [], [None] * len(df), [None] * len(df)
-    for p in turns:
-        row = int(np.where(taken, -np.inf, sims[p]).argmax())  # argmax: ties go to the first row
-        taken[row] = True
-        order.append(row)
-        probe_id[row], similarity[row] = probes[p]["id"], float(sims[p][row])
-    log.info("embedding-similarity: %d probes picked %d rows", len(used), len(order))
-    return Selection(order=order, columns={"probe_id": probe_id, "probe_similarity": similarity})

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import pandas as pd
-
 from meds1.curation import base_model
-from meds1.curation.embeddings import cached_embeddings
-from meds1.curation.methods import SELECTION_METHODS, Selection
+from meds1.curation.selection import Selection
+from meds1.plugins import SELECTION_METHODS
 
 log = logging.getLogger(__name__)
 
 
-def answer_similarity(answers: list[str], references: list[str], ctx) -> np.ndarray:
+def answer_similarity(answers: list[str], references: list[str], ctx) :
     """Row-wise cosine similarity of the base answers and the references (both embedded unit-length)."""
+    import numpy as np
+
+    from meds1.curation.embeddings import cached_embeddings
+
     dataset = (ctx.spec.get("dataset") or {}).get("key", "dataset")
     model = ctx.spec["model"].get("key") or ctx.spec["model"].get("path")
     embed = dict(embedder=ctx.spec.get("embedder"), cache_dir=ctx.cache_dir)
@@ -27,12 +28,12 @@ def answer_similarity(answers: list[str], references: list[str], ctx) -> np.ndar
     return np.sum(a * b, axis=1)
 
 
-@SELECTION_METHODS.register("novelty-answer")
-def select_novelty_answer(df: pd.DataFrame, cur: dict, ctx) -> Selection:
+@SELECTION_METHODS.register("novelty-answer", needs={"n_samples", "base_model", "embedder"})
+def select_novelty_answer(df, cur, ctx) -> Selection:
     """The n rows whose reference Response is least similar to the base model's own answer (ties: row order)."""
     answers = base_model.answer_for_curation(df["Question"].tolist(), ctx)
     sims = answer_similarity(answers, df["Response"].tolist(), ctx)
-    n = min(cur.get("n_samples") or len(df), len(df))
-    order = np.argsort(sims, kind="stable")[:n].tolist()
+    n = min(cur.n_samples or len(df), len(df))
+    order = sorted(range(len(df)), key=lambda i: sims[i])[:n]  # stable: ties keep row order
     log.info("novelty-answer: kept %d of %d rows", len(order), len(df))
     return Selection(order=order, columns={"base_answer": answers, "answer_similarity": sims.astype(float).tolist()})

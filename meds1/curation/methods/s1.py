@@ -14,17 +14,19 @@ import math
 import random
 from pathlib import Path
 
-import pandas as pd
+from dataclasses import dataclass
 
 from meds1.curation import base_model
 from meds1.curation import offline_tasks  # noqa: F401  (registers the offline "judge" and "specialty" tasks)
-from meds1.curation.methods import SELECTION_METHODS, Selection
+from meds1.curation.selection import Selection
+from meds1.plugins import SELECTION_METHODS
 from meds1.errors import MedS1Error
 from meds1.llm.base import LLMRequest
+from meds1.options import opt
 
 log = logging.getLogger(__name__)
 
-RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "curation"
+RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "curation"
 LONG_TRACE_FRACTION = 0.10   # the longest 10 % of the hard rows are taken first
 WEIGHTED_FRACTION = 0.30     # specialty_weights steer the last 30 % of the budget
 REQUIRED = ("Question", "Complex_CoT", "Response")
@@ -43,12 +45,12 @@ def read_prompt(name: str) -> str:
     return (RESOURCES / name).read_text(encoding="utf-8")
 
 
-def trace_words(df: pd.DataFrame) -> list[int]:
+def trace_words(df) -> list[int]:
     return [len(str(t).split()) for t in df["Complex_CoT"]]
 
 
 # ---------------------------------------------------------------------------------------------------------- quality
-def quality_problems(df: pd.DataFrame, words: list[int], limit: int | None) -> dict[int, str]:
+def quality_problems(df, words: list[int], limit: int | None) -> dict[int, str]:
     """Row -> reason: a required field is empty, or the trace stops mid-sentence at the generation limit
     (``limit`` words, or else the longest trace's word count: a generator that hit its limit leaves many of those)."""
     limit = limit or max(words, default=0)
@@ -73,7 +75,7 @@ def reference_of(row: pd.Series) -> tuple[str, dict | None, str | None]:
     return text, options or None, letter
 
 
-def judge_requests(df: pd.DataFrame, rows: list[int], answers: list[str]) -> list[LLMRequest]:
+def judge_requests(df, rows: list[int], answers: list[str]) -> list[LLMRequest]:
     template = read_prompt("judge_prompt.txt")
     requests = []
     for i, answer in zip(rows, answers):
@@ -89,7 +91,7 @@ def said_yes(text: str) -> bool:
     return bool(words) and words[0] == "yes"
 
 
-def base_model_correct(df: pd.DataFrame, rows: list[int], ctx) -> tuple[list[str], list[bool]]:
+def base_model_correct(df, rows: list[int], ctx) -> tuple[list[str], list[bool]]:
     """The base model's answers to ``rows`` and whether the judge found each equal to the reference."""
     answers = base_model.answer_for_curation([df["Question"].iloc[i] for i in rows], ctx)
     verdicts = ctx.client.run_many(judge_requests(df, rows, answers), desc="s1 judge") if rows else []
@@ -104,7 +106,7 @@ def clean_label(text: str, specialties: tuple[str, ...]) -> str:
     return known.get(first.strip(" \t\"'*`.:").lower(), OTHER)
 
 
-def label_specialties(df: pd.DataFrame, rows: list[int], ctx) -> list[str]:
+def label_specialties(df, rows: list[int], ctx) -> list[str]:
     specialties = load_specialties()
     template = read_prompt("specialty_prompt.txt")
     listing = "\n".join(specialties)
@@ -173,10 +175,16 @@ def diversity_sample(rows: list[int], words: list[int], labels: dict[int, str], 
 
 
 # ------------------------------------------------------------------------------------------------------------ method
-@SELECTION_METHODS.register("s1")
-def select_s1(df: pd.DataFrame, cur: dict, ctx) -> Selection:
+@dataclass(frozen=True)
+class S1Options:
+    specialty_weights: dict[str, float] | None = opt(None, "weights of specialties in the last 30 % of the picks "
+                                                      "(unnamed specialties weigh 1)")
+
+
+@SELECTION_METHODS.register("s1", options=S1Options, needs={"n_samples", "base_model", "llm"})
+def select_s1(df, cur, ctx) -> Selection:
     """Quality -> base-model difficulty -> specialty labels -> long-first, specialty-balanced sampling."""
-    weights = check_weights(cur.get("specialty_weights"), ctx)
+    weights = check_weights(cur.options.specialty_weights, ctx)
     words = trace_words(df)
     limit = (ctx.spec.get("curation_settings") or {}).get("trace_token_limit")
     removed = {i: ("quality", why) for i, why in quality_problems(df, words, limit).items()}
@@ -185,7 +193,7 @@ def select_s1(df: pd.DataFrame, cur: dict, ctx) -> Selection:
     removed |= {i: ("difficulty", "base model answered correctly") for i, ok in zip(probed, correct) if ok}
     hard = [i for i in probed if i not in removed]
     labels = dict(zip(hard, label_specialties(df, hard, ctx)))
-    picks = diversity_sample(hard, words, labels, cur.get("n_samples") or len(hard), weights, ctx.seed)
+    picks = diversity_sample(hard, words, labels, cur.n_samples or len(hard), weights, ctx.seed)
     log.info("s1: %d rows in, %d pass quality, %d hard, %d selected", len(df), len(probed), len(hard), len(picks))
     phase = dict(picks)
     removed |= {i: ("diversity", "not picked by specialty sampling") for i in hard if i not in phase}

@@ -9,7 +9,6 @@ import importlib.util
 
 from meds1.evaluate.backends.base import (BACKENDS, Backend, Generation, GenerationParams, encode_prompt,
                                           load_tokenizer)
-from meds1.evaluate.backends import hf as _hf, vllm as _vllm  # noqa: F401  (registration)
 
 __all__ = ["BACKENDS", "Backend", "Generation", "GenerationParams", "encode_prompt", "load_tokenizer",
            "resolve_backend_name", "make_backend", "vllm_importable"]
@@ -47,7 +46,7 @@ def make_backend(name: str | None, model_path: str, *, model: dict | None = None
     if tokenizer is None:
         tokenizer = load_tokenizer(model_path, chat_template=resolve_chat_template(model.get("chat_template")),
                                    trust_remote_code=trust)
-    return BACKENDS.get(resolved)(model_path, tokenizer=tokenizer, seed=seed, trust_remote_code=trust,
+    return BACKENDS.get(resolved).impl(model_path, tokenizer=tokenizer, seed=seed, trust_remote_code=trust,
                                   batch_size=int(sampling.get("batch_size") or 8),
                                   tensor_parallel_size=tensor_parallel_size,
                                   max_model_len=sampling.get("max_model_len"))

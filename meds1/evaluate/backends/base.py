@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from meds1.plugins import PluginRegistry
+from meds1.plugins import EVAL_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Backend(Protocol):
 
 
 # name -> class(model_path, *, tokenizer, seed, batch_size, trust_remote_code, tensor_parallel_size, max_model_len)
-BACKENDS: PluginRegistry[type] = PluginRegistry("eval backend")
+BACKENDS = EVAL_BACKENDS
 
 
 def load_tokenizer(model_path: str, *, chat_template: str | None = None, trust_remote_code: bool = False):

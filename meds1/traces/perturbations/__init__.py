@@ -1,0 +1,1 @@
+"""Step-level perturbations (``curation.perturbation.type``): each registers with ``meds1.plugins.PERTURBATIONS``."""

@@ -1,0 +1,1 @@
+"""Trace transforms (``curation.extract``): each registers with ``meds1.plugins.TRACE_TRANSFORMS``."""
