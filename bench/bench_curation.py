@@ -22,9 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from meds1.curation.methods import SELECTION_METHODS, load_plugins
+from meds1.curation.settings import CurationSettings
+from meds1.plugins import SELECTION_METHODS
+
+
+def opts_of(method: str) -> list[str]:
+    return SELECTION_METHODS.get(method).option_names()
 from meds1.curation.pipeline import Context
-from meds1.data import load_train_dataset
+from meds1.data.train import load_train_dataset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CURATION = {"extract": [], "perturbation": None, "column": "Complex_CoT", "cluster_percentage": 10,
@@ -56,7 +61,8 @@ def make_context(cache_dir: str, dataset_key: str, base_model: str | None, max_n
 
 def timed(method: str, df: pd.DataFrame, n: int, ctx: Context) -> tuple[int, float]:
     t0 = time.perf_counter()
-    sel = SELECTION_METHODS.get(method)(df, {"method": method, "n_samples": n, **CURATION}, ctx)
+    block = {"method": method, "n_samples": n, **{k: v for k, v in CURATION.items() if k in opts_of(method)}}
+    sel = SELECTION_METHODS.get(method).impl(df, CurationSettings.from_block(block), ctx)
     return len(sel.order), time.perf_counter() - t0
 
 
@@ -82,7 +88,7 @@ def main() -> None:
     ap.add_argument("--base-max-new-tokens", type=int, default=32)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    load_plugins()
+
     t0 = time.perf_counter()
     import sentence_transformers  # noqa: F401  (one-off import cost, kept out of the method timings)
     print(f"import sentence-transformers + torch: {time.perf_counter() - t0:.1f} s", flush=True)

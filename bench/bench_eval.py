@@ -79,7 +79,7 @@ def decode_bound(batch: float, roof: Roofline, params: int, weight_bytes: int) -
 
 # --------------------------------------------------------------------------------------------------------- workload
 def load_prompts(n_items: int, tokenizer) -> list[str]:
-    from meds1.evaluate.data import load_eval_items
+    from meds1.data.eval_items import load_eval_items
     from meds1.evaluate.prompts import build_prompt
 
     items = load_eval_items({"key": "demo-eval", "file_path": str(DEMO_EVAL)})
