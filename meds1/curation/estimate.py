@@ -20,7 +20,7 @@ import yaml
 
 from meds1.cli import guarded
 from meds1.curation.pipeline import Context, select_and_rewrite
-from meds1.llm.base import OFFLINE_TASKS, LLMResult
+from meds1.llm.base import LLMResult
 from meds1.registry import load_registry
 
 
@@ -33,21 +33,22 @@ class EstimatingClient:
     by_task: dict = field(default_factory=dict)
 
     def run_many(self, requests, desc: str = "") -> list[LLMResult]:
-        from meds1.llm.offline import load_offline_implementations
-
         est = self.real.estimate(requests)
         self.calls, self.cached = self.calls + est["calls"], self.cached + est["cached"]
         self.cost_usd += est["est_cost_usd"]
         for r in requests:
             self.by_task[r.task] = self.by_task.get(r.task, 0) + 1
-        load_offline_implementations()
         return [self.real.cached(r) or self._offline(r) for r in requests]
 
     @staticmethod
     def _offline(request) -> LLMResult:
         """Stand-in answer so the next transform has input (a cached answer is used instead when there is one)."""
-        answer = OFFLINE_TASKS.get(request.task)(request)
-        return LLMResult(text=answer[0] if isinstance(answer, tuple) else answer, provider="estimate")
+        import asyncio
+
+        from meds1.llm.offline import OfflineProvider
+
+        answer = asyncio.run(OfflineProvider({"provider": "offline"}).generate(request))
+        return LLMResult(text=answer.text, provider="estimate")
 
     @property
     def ledger(self) -> dict:

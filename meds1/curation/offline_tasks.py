@@ -1,6 +1,7 @@
-"""Offline (rule-based) answers for the curation LLM tasks ``judge`` and ``specialty``, registered in ``OFFLINE_TASKS``.
+"""Offline (rule-based) stand-ins for the curation LLM tasks ``judge`` and ``specialty``.
 
-They let ``s1`` run without a model (tests, CI, the CPU demo). A real judge understands synonyms and a real labeller
+``select_s1`` attaches them to its requests (``LLMRequest(..., offline=judge_answer)``), so the LLM layer needs to
+know no curation task. They let ``s1`` run without a model (tests, CI, the CPU demo). A real judge understands synonyms and a real labeller
 reads the whole case; these rules only compare normalised answers and count keywords, and say so in ``offline_rule``.
 
 Payloads (set by ``select_s1``):
@@ -15,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from meds1.llm.base import OFFLINE_TASKS, LLMRequest
+from meds1.llm.base import LLMRequest
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "curation"
 MAX_REFERENCE_WORDS = 12  # longer references are explanations, not answers: only exact equality counts then
@@ -30,7 +31,6 @@ def _contains_phrase(haystack: str, needle: str) -> bool:
     return bool(needle) and f" {needle} " in f" {haystack} "
 
 
-@OFFLINE_TASKS.register("judge")
 def judge_answer(req: LLMRequest):
     """Offline judge: same option letter (answer matcher), else the reference answer text appears in the answer.
 
@@ -64,7 +64,6 @@ def keyword_rules() -> tuple[str, list[tuple[str, re.Pattern]]]:
     return data["fallback"], rules
 
 
-@OFFLINE_TASKS.register("specialty")
 def label_specialty(req: LLMRequest):
     """Offline specialty labeller: the specialty with the most keyword hits in the question, else the fallback."""
     fallback, rules = keyword_rules()
@@ -75,3 +74,17 @@ def label_specialty(req: LLMRequest):
         if hits > best_hits:  # strictly more: ties keep the earlier rule
             best, best_hits = name, hits
     return best, {"keyword_hits": best_hits}
+
+
+def _register_with_task_registry() -> None:
+    """Transitional: while meds1.llm still looks answers up by task name, register the stand-ins there too."""
+    try:
+        from meds1.llm.base import OFFLINE_TASKS
+    except ImportError:
+        return
+    for task, fn in (("judge", judge_answer), ("specialty", label_specialty)):
+        if task not in OFFLINE_TASKS:
+            OFFLINE_TASKS.register(task)(fn)
+
+
+_register_with_task_registry()

@@ -17,7 +17,7 @@ from pathlib import Path
 from dataclasses import dataclass
 
 from meds1.curation import base_model
-from meds1.curation import offline_tasks  # noqa: F401  (registers the offline "judge" and "specialty" tasks)
+from meds1.curation import offline_tasks
 from meds1.curation.selection import Selection
 from meds1.plugins import SELECTION_METHODS
 from meds1.errors import MedS1Error
@@ -82,7 +82,8 @@ def judge_requests(df, rows: list[int], answers: list[str]) -> list[LLMRequest]:
         reference, options, letter = reference_of(df.iloc[i])
         prompt = template.format(question=df["Question"].iloc[i], reference=reference, answer=answer)
         payload = {"answer": answer, "reference": reference, "options": options, "answer_idx": letter}
-        requests.append(LLMRequest(task="judge", prompt=prompt, params=dict(LLM_PARAMS), payload=payload))
+        requests.append(LLMRequest(task="judge", prompt=prompt, params=dict(LLM_PARAMS), payload=payload,
+                                   offline=offline_tasks.judge_answer))
     return requests
 
 
@@ -112,7 +113,8 @@ def label_specialties(df, rows: list[int], ctx) -> list[str]:
     listing = "\n".join(specialties)
     questions = [df["Question"].iloc[i] for i in rows]
     requests = [LLMRequest(task="specialty", prompt=template.format(specialties=listing, question=q),
-                           params=dict(LLM_PARAMS), payload={"question": q}) for q in questions]
+                           params=dict(LLM_PARAMS), payload={"question": q},
+                           offline=offline_tasks.label_specialty) for q in questions]
     results = ctx.client.run_many(requests, desc="s1 specialty") if rows else []
     return [clean_label(r.text, specialties) for r in results]
 
