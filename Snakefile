@@ -7,6 +7,10 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+from meds1.cli import check_settings_file
+
+check_settings_file("workflow_config.yaml")  # a YAML mistake: one line with file, line and column
+
 
 configfile: "workflow_config.yaml"
 

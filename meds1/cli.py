@@ -54,3 +54,14 @@ def guarded(fn: Callable[[], None], terminal=None) -> None:
         for stream in {sys.stderr, terminal or sys.stderr}:
             print(f"error: {err}", file=stream, flush=True)
         sys.exit(1)
+
+
+def check_settings_file(path: str) -> None:
+    """Parse a YAML settings file before Snakemake does, so a mistake is one line naming file, line and column."""
+    from meds1.errors import MedS1Error
+    from meds1.registry.workflow import load_yaml_file
+
+    try:
+        load_yaml_file(path)
+    except MedS1Error as err:
+        sys.exit(f"error: {err}")

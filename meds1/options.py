@@ -103,12 +103,16 @@ def field_names(cls) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------- building
-def build(cls, data: dict | None, *, file=None, experiment=None, prefix: str = "", partial: bool = False):
+def build(cls, data: dict | None, *, file=None, experiment=None, prefix: str = "", partial: bool = False,
+          from_text: bool = False):
     """Validate ``data`` against ``cls`` and return an instance (defaults filled in).
 
     ``partial``: check types only (a block that overrides a parent may omit required keys); returns the checked dict.
+    ``from_text``: numbers may arrive as strings ("2"), as Snakemake's ``--config`` passes nested values.
     """
     data = _drop_nulls(cls, {} if data is None else data)
+    if from_text:
+        data = _numbers_from_text(cls, data)
     validate(data, schema_of(cls), file=file, experiment=experiment, prefix=prefix, partial=partial)
     data = coerce(cls, data)
     if partial:
@@ -142,6 +146,23 @@ def _drop_nulls(cls, data: dict) -> dict:
     return out
 
 
+def _numbers_from_text(cls, data: dict) -> dict:
+    out = {}
+    for key, value in data.items():
+        kinds = _kinds(_hints(cls).get(key))
+        if isinstance(value, str) and str not in kinds and (int in kinds or float in kinds):
+            try:
+                value = int(value) if int in kinds and value.strip().lstrip("+-").isdigit() else float(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out
+
+
+def _kinds(hint) -> tuple:
+    return typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+
+
 def _dataclass_in(hint):
     kinds = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
     return next((k for k in kinds if dataclasses.is_dataclass(k)), None)
@@ -152,8 +173,10 @@ def _takes_null(prop: dict) -> bool:
 
 
 def _located(err: MedS1Error, file, experiment, prefix) -> MedS1Error:
-    key = ".".join(p for p in [prefix, err.key] if p) or None
-    return MedS1Error(err.message, file=err.file or file, experiment=err.experiment or experiment, key=key)
+    """The same error (its "did you mean" kept), now naming where the block came from."""
+    err.key = ".".join(p for p in [prefix, err.key] if p) or None
+    err.file, err.experiment = err.file or file, err.experiment or experiment
+    return err
 
 
 def coerce(cls, data: dict) -> dict:
@@ -239,5 +262,9 @@ def to_error(err: jsonschema.ValidationError, *, file, experiment, prefix: str) 
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
         return MedS1Error(f"must be {want}, got {json.dumps(err.instance)}", **where, key=key)
     if v in ("anyOf", "oneOf"):
+        types_ = [c.validator_value for c in err.context or [] if c.validator == "type"]
+        if types_:
+            want = " or ".join(t if isinstance(t, str) else " or ".join(t) for t in types_)
+            return MedS1Error(f"must be {want}, got {json.dumps(err.instance)}", **where, key=key)
         return MedS1Error(f"{json.dumps(err.instance)} is not a valid value here", **where, key=key)
     return MedS1Error(err.message, **where, key=key)

@@ -21,26 +21,37 @@ wildcard_constraints:
     exp=REG.wildcard_regex(),
 
 
+def guarded(fn):
+    """Input/params functions run inside Snakemake: a bad input is our one line, never Snakemake's traceback."""
+    def call(*args):
+        try:
+            return fn(*args)
+        except MedS1Error as err:
+            sys.exit(f"error: {err}")
+    return call
+
+
 def final_targets():
     evaluated = REG.stage_experiments("eval", SELECTED)
-    trained_only = [e for e in REG.stage_experiments("train", SELECTED) if e not in evaluated]
+    trained_only = [e for e in REG.stage_experiments("train", SELECTED) if e not in evaluated]  # owners only
     targets = [f"ckpts/{e}/final" for e in trained_only]
     return targets + (["results/plots/comparison.png"] if evaluated else [])
 
 
 def spec(stage):
     """Params function: the experiment's resolved slice for ``stage`` as JSON (edits rerun only that experiment)."""
-    return lambda wc: REG.spec_json(wc.exp, stage)
+    return guarded(lambda wc: REG.spec_json(wc.exp, stage))
 
 
 def model_inputs(stage):
-    return lambda wc: REG.model_inputs(wc.exp, stage)
+    return guarded(lambda wc: REG.model_inputs(wc.exp, stage))
 
 
 def dataset_files(role):
-    return lambda wc: REG.dataset_files(wc.exp, role)
+    return guarded(lambda wc: REG.dataset_files(wc.exp, role))
 
 
+@guarded
 def eval_inputs(wc):
     return eval_stage_inputs(REG, REG.experiment(wc.exp))
 
@@ -51,4 +62,4 @@ def metrics_of_selected(wc=None):
 
 def curation_stats_of_selected(wc=None):
     evaluated = REG.stage_experiments("eval", SELECTED)
-    return [f"curated/{e}/stats.json" for e in REG.stage_experiments("curate", evaluated)]
+    return [f"curated/{REG.experiments[e].checkpoint_owner}/stats.json" for e in evaluated if REG.experiments[e].trained]

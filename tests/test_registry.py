@@ -137,12 +137,12 @@ def test_seed_vocabulary_registry_of_75_resolves(tmp_path):
 def test_selection_by_names_and_globs(tmp_path):
     reg = load(tmp_path, registry(20), workflow={"experiments": ["e0001", "e001*"]})
     assert reg.selected() == ["e0001"] + [f"e{i:04d}" for i in range(10, 20)]
-    with pytest.raises(MedS1Error, match="workflow_config.yaml: key 'experiments': 'nope\\*' matches no experiment"):
+    with pytest.raises(MedS1Error, match=r"workflow_config.yaml \(or --config\): key 'experiments': 'nope\*' matches no experiment"):
         load(tmp_path, registry(3), workflow={"experiments": ["nope*"]})
 
 
 def test_workflow_config_is_strict(tmp_path):
-    with pytest.raises(MedS1Error, match="workflow_config.yaml: key 'eval.max_new_token': unknown key.*did you mean 'max_new_tokens'"):
+    with pytest.raises(MedS1Error, match=r"workflow_config.yaml \(or --config\): key 'eval.max_new_token': unknown key.*did you mean 'max_new_tokens'"):
         load(tmp_path, registry(2), workflow={"eval": {"max_new_token": 5}})
     with pytest.raises(MedS1Error, match="key 'baseline': unknown experiment 'e9'"):
         load(tmp_path, registry(2), workflow={"baseline": "e9"})

@@ -30,7 +30,7 @@ from meds1.registry.validate import check, check_experiment_raw, load_json
 from meds1.registry.workflow import WorkflowSettings
 from meds1.sft.config import TrainSettings
 
-WORKFLOW_FILE = "workflow_config.yaml"
+WORKFLOW_FILE = "workflow_config.yaml (or --config)"  # how errors name the run settings
 
 
 @dataclass
@@ -41,6 +41,16 @@ class Experiment:
     curation_settings: CurationSettings | None = None   # built and validated at load time
     train_settings: TrainSettings | None = None
     eval_settings: EvalSettings | None = None
+    trained_as: str | None = None  # an earlier experiment with the same curation and training: its checkpoint is ours
+
+    @property
+    def owns_training(self) -> bool:
+        """Trained, and not sharing an identical earlier experiment's curated data and checkpoint."""
+        return self.trained and self.trained_as is None
+
+    @property
+    def checkpoint_owner(self) -> str:
+        return self.trained_as or self.name
 
     @property
     def curation(self) -> dict | None:
@@ -62,8 +72,10 @@ class Experiment:
 class Registry:
     def __init__(self, workflow: dict, base_dir: Path):
         self.base_dir = base_dir
-        self.wf = dataclasses.asdict(build(WorkflowSettings, copy.deepcopy(workflow), file=WORKFLOW_FILE))
-        build(EvalSettings, self.wf["eval"], file=WORKFLOW_FILE, prefix="eval")
+        shown = WORKFLOW_FILE
+        self.wf = dataclasses.asdict(build(WorkflowSettings, copy.deepcopy(workflow), file=shown, from_text=True))
+        self.wf["eval"] = dataclasses.asdict(build(EvalSettings, self.wf["eval"], file=shown, prefix="eval",
+                                                   from_text=True))
         load_extra(self.wf["plugins"], base_dir)
         self.results_file = self.wf["registry"]
         self.config_file = self.wf["model_config"]
@@ -99,8 +111,23 @@ class Registry:
         exps = {n: Experiment(n, entries[n].get("description", ""), resolved[n]) for n in entries}
         for exp in exps.values():
             self._settle(exp)
+        self.experiments = exps
+        self._share_identical_training()
         return exps
 
+    def _share_identical_training(self) -> None:
+        """Experiments whose curate and train specs differ only in their name (e.g. test-time-scaling arms of one
+        model) share the first one's curated data and checkpoint instead of training the same model again."""
+        first: dict[str, str] = {}
+        for name, exp in self.experiments.items():
+            if not exp.trained:
+                continue
+            model = self.config["models"][exp.config["model_key"]]
+            what = [exp.config["model_key"], exp.datasets, exp.curation_settings.to_spec(),
+                    exp.train_settings.to_spec(), entries.trace_format(exp, model)]
+            key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+            owner = first.setdefault(key, name)
+            exp.trained_as = owner if owner != name else None
     def _settle(self, exp: Experiment) -> None:
         """Validate one resolved experiment and build its stage settings (one-line errors naming the key)."""
         where = {"file": self.results_file, "experiment": exp.name}
@@ -122,6 +149,17 @@ class Registry:
         if base is not None and base not in self.experiments:
             raise MedS1Error(f"unknown experiment '{base}'", file=WORKFLOW_FILE, key="baseline",
                              choices=self.experiments, value=base)
+        selected = self.selected()
+        if base is not None and base not in selected:
+            raise MedS1Error(f"baseline '{base}' is not among the selected experiments (key 'experiments'): the "
+                             "plot would fail after every eval", file=WORKFLOW_FILE, key="baseline")
+        for name in selected:
+            self.check_runnable(name)
+        llm = self.wf.get("curation_llm")
+        if llm is not None and llm not in self.config["models"]:
+            raise MedS1Error(f"unknown model '{llm}' (not a model in {self.config_file})", file=WORKFLOW_FILE,
+                             key="curation_llm", choices=self.config["models"], value=llm)
+        check_writable(self.wf["cache_dir"], self.base_dir)
         for fig, names in self.wf["figures"].items():
             for n in names:
                 if n not in self.experiments:
@@ -158,6 +196,11 @@ class Registry:
             m = re.match(r"^(?:\./)?([^/]+)/([^/]+)(?:/|$)", arg)
             if m and m.group(1) in folders:
                 stage, exp = folders[m.group(1)], self.experiment(m.group(2))
+                self.check_runnable(exp.name)
+                if exp.trained_as and stage.folder != "eval":
+                    raise MedS1Error(f"has the same curation and training as '{exp.trained_as}' and shares its "
+                                     f"outputs: use {stage.folder}/{exp.trained_as}/", file=self.results_file,
+                                     experiment=exp.name)
                 if not stage.applies(exp):
                     raise MedS1Error(f"has no {stage.name} stage, so there is no target '{arg}' "
                                      f"({'curation is null' if stage.folder != 'eval' else 'no eval dataset'})",
@@ -167,6 +210,16 @@ class Registry:
         """The experiments (of ``names``, default all) that have ``stage``."""
         applies = STAGES.get(stage).impl.applies
         return [n for n in (names or self.experiments) if applies(self.experiments[n])]
+
+    def check_runnable(self, name: str) -> None:
+        """What a job of ``name`` will need and can be checked now: dataset paths (``${VAR}`` set), a model path."""
+        exp = self.experiment(name)
+        for role in ("curate", "eval"):
+            self.dataset_files(name, role)
+        model = entries.model_entry(self.config, exp.config["model_key"])
+        if not model.get("path"):
+            raise MedS1Error("model has neither hf_path nor local_path", file=self.config_file,
+                             key=f"models.{exp.config['model_key']}")
 
     def experiment(self, name: str) -> Experiment:
         """The experiment behind a target's ``{exp}``; an unknown name is a one-line error with a suggestion."""
@@ -200,6 +253,15 @@ class Registry:
 
     def plot_spec(self) -> dict:
         return entries.plot_spec(self)
+
+
+def check_writable(folder: str, base_dir: Path) -> None:
+    """The cache must be writable before any paid LLM call: its answers are what a rerun gets for free."""
+    path = (base_dir / folder).resolve()
+    probe = next((p for p in [path, *path.parents] if p.exists()), None)
+    if probe is None or not os.access(probe, os.W_OK) or not probe.is_dir():
+        raise MedS1Error(f"cache folder '{folder}' cannot be created or written ({probe})", file=WORKFLOW_FILE,
+                         key="cache_dir")
 
 
 def load_registry(workflow: dict, base_dir: str | os.PathLike = ".") -> Registry:

@@ -85,8 +85,9 @@ def embedder_entry(reg) -> dict:
 def expand_vars(value: str, where: str) -> str:
     """``${VAR}`` expansion for dataset paths; an unset variable is an error naming it and the dataset."""
     def sub(m):
-        if m.group(1) not in os.environ:
-            raise MedS1Error(f"environment variable ${{{m.group(1)}}} is not set", file="config.json", key=where)
+        if not os.environ.get(m.group(1)):
+            raise MedS1Error(f"environment variable ${{{m.group(1)}}} is not set (or empty)", file="config.json",
+                             key=where)
         return os.environ[m.group(1)]
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
 

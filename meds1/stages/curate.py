@@ -27,5 +27,5 @@ def loads_model(reg, exp) -> bool:
     return "base_model" in exp.curation_settings.needs()
 
 
-CURATE = define(Stage("curate", "curated", applies=lambda exp: exp.trained, build_spec=build_spec,
+CURATE = define(Stage("curate", "curated", applies=lambda exp: exp.owns_training, build_spec=build_spec,
                       loads_model=loads_model, doc="curated/{exp}/: dataset/, rows.parquet, stats.json"))

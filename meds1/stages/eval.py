@@ -36,9 +36,9 @@ def inputs(reg, exp) -> dict:
     probe ids are left out."""
     files = {"data": reg.dataset_files(exp.name, "eval")}
     if exp.eval_settings.exclude_probe_questions and probes_used(exp):
-        files["probe_rows"] = f"curated/{exp.name}/rows.parquet"
+        files["probe_rows"] = f"curated/{exp.checkpoint_owner}/rows.parquet"
     if exp.trained:
-        return files | {"model": f"ckpts/{exp.name}/final"}
+        return files | {"model": f"ckpts/{exp.checkpoint_owner}/final"}
     path = reg.model_inputs(exp.name, "eval")
     return files | ({"model": path[0]} if path else {})
 

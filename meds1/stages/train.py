@@ -12,5 +12,5 @@ def build_spec(reg, exp) -> dict:
             "wandb": {"mode": reg.wf["wandb_mode"], "project": reg.wf["wandb_project"]}, "plugins": reg.wf["plugins"]}
 
 
-TRAIN = define(Stage("train", "ckpts", applies=lambda exp: exp.trained, build_spec=build_spec,
+TRAIN = define(Stage("train", "ckpts", applies=lambda exp: exp.owns_training, build_spec=build_spec,
                      loads_model=lambda reg, exp: True, doc="ckpts/{exp}/final and train_metrics.json"))
