@@ -14,6 +14,18 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def sweep_leftovers(path: Path) -> list[Path]:
+    """Remove temporary siblings of ``path`` left by an attempt that was killed (kill -9, preemption, power).
+
+    Safe because one job writes an output at a time (Snakemake locks outputs): a temporary sibling that exists
+    before this attempt writes can only belong to a dead one. Returns what was removed.
+    """
+    stale = list(path.parent.glob(f".{path.name}.tmp-*")) if path.parent.exists() else []
+    for leftover in stale:
+        _remove(leftover)
+    return stale
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -29,6 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(path)
     tmp = _tmp_sibling(path)
     try:
         yield tmp
