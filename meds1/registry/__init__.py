@@ -235,8 +235,9 @@ class Registry:
     def model_inputs(self, name: str, stage: str) -> list[str]:
         """Model folders that a rule must build before ``stage`` of experiment ``name`` can run."""
         exp = self.experiment(name)
-        path = self.config["models"][exp.config["model_key"]].get("local_path")
-        loads = STAGES.get(stage).impl.loads_model(self, exp)
+        loads = STAGES.get(stage).impl.loads_model(self, exp)  # True: the experiment's model; a key: that model
+        key = loads if isinstance(loads, str) else exp.config["model_key"]
+        path = self.config["models"][key].get("local_path")
         return [path] if loads and path in self.prepared_models() else []
 
     def dataset_files(self, name: str, role: str) -> list[str]:

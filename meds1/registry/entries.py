@@ -61,8 +61,11 @@ def trace_format(exp, model: dict) -> str:
 LLM_KEYS = ("rpm", "pricing", "base_url", "concurrency", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s")  # what the LLM client takes from a config.json model entry
 
 
-def llm_entry(reg) -> dict:
-    key = reg.wf.get("curation_llm") or reg.config.get("model_choices", {}).get("curation")
+def llm_entry(reg, role: str = "curation") -> dict:
+    """The LLM block for a curation role: workflow ``curation_llm`` (every role), else config.json
+    ``model_choices.<role>``, else ``model_choices.curation``. The seed keeps ``rpm`` inside ``pricing``: read there too."""
+    choices = reg.config.get("model_choices", {})
+    key = reg.wf.get("curation_llm") or choices.get(role) or choices.get("curation")
     if key is None:
         return {"provider": "offline", "model": "offline-rules"}
     if key not in reg.config["models"]:
@@ -70,6 +73,9 @@ def llm_entry(reg) -> dict:
                          choices=reg.config["models"], value=key)
     entry = reg.config["models"][key]
     out = {k: copy.deepcopy(entry[k]) for k in LLM_KEYS if entry.get(k) is not None}
+    if isinstance(out.get("pricing"), dict) and "rpm" in out["pricing"]:
+        out.setdefault("rpm", out["pricing"]["rpm"])
+        out["pricing"] = {k: v for k, v in out["pricing"].items() if k != "rpm"}
     return out | {"provider": entry.get("provider", "gemini"), "model": entry.get("hf_path", key),
                   "max_cost_usd": reg.wf.get("max_cost_usd")}
 

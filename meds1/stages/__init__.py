@@ -19,7 +19,8 @@ class Stage:
     folder: str                                   # targets: <folder>/<exp>/...
     applies: Callable[..., bool]                  # applies(exp) -> does this experiment have the stage?
     build_spec: Callable[..., dict]               # build_spec(reg, exp) -> the job's spec (JSON-able)
-    loads_model: Callable[..., bool]              # loads_model(reg, exp) -> its job loads config.json's model
+    loads_model: Callable[..., bool | str]        # loads_model(reg, exp) -> True: its job loads the experiment's
+    #                                               model; a model key: that model; False: none
     doc: str = ""
 
 
