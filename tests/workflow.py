@@ -12,6 +12,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "envs", "report", "profiles")
+# The project's own data (written for it, shipped in the package): what tests run the workflow on.
+OWN_SFT = REPO / "meds1" / "resources" / "data" / "demo_sft.json"
+OWN_EVAL = REPO / "meds1" / "resources" / "data" / "demo_eval.json"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -51,7 +54,7 @@ def job_counts(text: str) -> dict[str, int]:
     return counts
 
 
-def tiny_config(tiny_model_dir: Path, *, sft_file: Path, eval_file: Path) -> dict:
+def tiny_config(tiny_model_dir: Path, *, sft_file: Path = OWN_SFT, eval_file: Path = OWN_EVAL) -> dict:
     """config.json for tests: the tiny model and the given datasets, offline curation LLM."""
     return {
         "model_choices": {"base": "tiny"},
