@@ -1,5 +1,9 @@
-"""``difficulty-n-gram``: the n rows with the highest weighted count of reasoning phrases (lexicon in
-``meds1/resources/curation/reasoning_lexicon.json``).
+"""``difficulty-n-gram``: the n rows whose trace scores highest on the seed system's weighted phrase list.
+
+The scorer is the seed's, exactly (``meds1/resources/curation/seed_ngram_lexicon.json``, 35 phrases): the trace is
+lower-cased, every punctuation character becomes a space, whitespace is collapsed; each phrase is counted by plain
+substring occurrence (so "like" also counts inside "likely", and "let s think" adds to "let s" and "s think" too);
+the score is sum(count x weight) / (words + 1). The n highest scores are taken, best first (ties: row order).
 """
 from __future__ import annotations
 
@@ -11,37 +15,34 @@ from pathlib import Path
 from meds1.curation.selection import Selection
 from meds1.plugins import SELECTION_METHODS
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "curation"
+LEXICON = Path(__file__).resolve().parents[2] / "resources" / "curation" / "seed_ngram_lexicon.json"
 TRACE = "Complex_CoT"
-
-
-def normalise_words(text: str) -> str:
-    """Lower case; every run of non-alphanumerics becomes one space ("Let's double-check" -> "let s double check")."""
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", str(text).lower()).split())
+PUNCTUATION = re.compile(r"[^\w\s]")  # every character that is neither a word character nor whitespace
 
 
 @functools.lru_cache(maxsize=1)
-def reasoning_lexicon() -> tuple[dict[str, float], re.Pattern, float]:
-    """(phrase -> weight, one pattern matching any phrase longest-first on word boundaries, words per unit)."""
-    data = json.loads((RESOURCES / "reasoning_lexicon.json").read_text(encoding="utf-8"))
-    weights = {normalise_words(p): float(w) for p, w in data["phrases"].items()}
-    alternatives = "|".join(re.escape(p) for p in sorted(weights, key=len, reverse=True))
-    return weights, re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])"), float(data.get("per_words", 100))
+def seed_lexicon() -> dict[str, float]:
+    """phrase -> weight, as the seed system wrote them (already lower case, punctuation as spaces)."""
+    return {phrase: float(w) for phrase, w in json.loads(LEXICON.read_text(encoding="utf-8"))["ngrams"].items()}
 
 
-def reasoning_score(trace: str) -> float:
-    """Weighted count of reasoning phrases per ``per_words`` words (0 for an empty trace)."""
-    weights, pattern, per_words = reasoning_lexicon()
-    text = normalise_words(trace)
-    n_words = len(text.split())
-    if not n_words:
-        return 0.0
-    return sum(weights[m] for m in pattern.findall(text)) * per_words / n_words
+def normalise_trace(text) -> str:
+    """Lower case, punctuation -> space, runs of whitespace -> one space ("Let's see." -> "let s see")."""
+    return " ".join(PUNCTUATION.sub(" ", str(text).lower()).split())
+
+
+def ngram_score(trace) -> float:
+    """The seed's score: sum over phrases of (substring occurrences x weight), divided by (words + 1)."""
+    text = normalise_trace(trace)
+    total = sum(text.count(phrase) * weight for phrase, weight in seed_lexicon().items())
+    return total / (len(text.split()) + 1)
 
 
 @SELECTION_METHODS.register("difficulty-n-gram", needs={"n_samples"})
 def select_difficulty_ngram(df, cur, ctx) -> Selection:
-    """The n rows with the highest reasoning-phrase score, best first; ties keep row order."""
-    scores = [reasoning_score(t) for t in df[TRACE]]
+    """The n rows with the highest seed n-gram score, best first; ties keep row order."""
+    scores = [ngram_score(t) for t in df[TRACE]]
     ranked = sorted(range(len(df)), key=lambda i: -scores[i])  # sorted() is stable: ties stay in row order
-    return Selection(order=ranked[:cur.n_samples or len(df)], columns={"ngram_score": scores})
+    n = cur.n_samples or len(df)
+    removed = {i: ("difficulty", "low_ngram_score") for i in ranked[n:]}  # the seed's reason
+    return Selection(order=ranked[:n], removed=removed, columns={"ngram_score": scores})
