@@ -50,9 +50,10 @@ def guarded(fn: Callable[[], None], terminal=None) -> None:
 
     try:
         fn()
-    except MedS1Error as err:
+    except (MedS1Error, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        line = err if isinstance(err, MedS1Error) else f"{err.filename}: {err.strerror}"
         for stream in {sys.stderr, terminal or sys.stderr}:
-            print(f"error: {err}", file=stream, flush=True)
+            print(f"error: {line}", file=stream, flush=True)
         sys.exit(1)
 
 

@@ -261,6 +261,11 @@ def to_error(err: jsonschema.ValidationError, *, file, experiment, prefix: str) 
     if v == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
         return MedS1Error(f"must be {want}, got {json.dumps(err.instance)}", **where, key=key)
+    if v == "oneOf" and all(c.validator == "required" for c in err.context or []):
+        keys = ["+".join(o.get("required", [])) for o in err.schema["oneOf"]]
+        given = [k for k in keys if isinstance(err.instance, dict) and k in err.instance]
+        what = "gives both" if len(given) > 1 else "gives none"
+        return MedS1Error(f"needs exactly one of {' / '.join(keys)} ({what})", **where, key=key or None)
     if v in ("anyOf", "oneOf"):
         types_ = [c.validator_value for c in err.context or [] if c.validator == "type"]
         if types_:

@@ -226,3 +226,16 @@ def test_valid_config_override_is_accepted(tmp_path):
     out = snakemake(wd, "-n", "--config", "eval={limit: 2}", timeout=120)
     assert out.returncode == 0, (out.stdout + out.stderr)[-2000:]
     assert yaml.safe_load((wd / "workflow_config.yaml").read_text()) == {"experiments": ["a"]}
+
+
+def test_dataset_with_both_or_neither_source(tmp_path):
+    for entry, word in (({"file_path": "a", "hf_path": "b"}, "gives both"), ({"columns": {}}, "gives none")):
+        write_files(tmp_path, {"a": BASE}, with_(CONFIG, eval_datasets__ev=entry))
+        with pytest.raises(MedS1Error, match=f"config.json: key 'eval_datasets.ev': needs exactly one of "
+                                             f"hf_path / file_path \\({word}\\)"):
+            load_registry({}, tmp_path)
+
+
+def test_whole_number_eval_sample(tmp_path):
+    write_files(tmp_path, {"a": with_(BASE, eval_sample=5.0)}, CONFIG)
+    assert load_registry({}, tmp_path).spec("a", "eval")["eval_sample"] == 5

@@ -132,6 +132,8 @@ class Registry:
         """Validate one resolved experiment and build its stage settings (one-line errors naming the key)."""
         where = {"file": self.results_file, "experiment": exp.name}
         check(exp.config, "results", ref="config", prefix="config", **where)
+        if isinstance(exp.config.get("eval_sample"), float):  # 5.0 means 5 (JSON Schema calls it an integer)
+            exp.config["eval_sample"] = int(exp.config["eval_sample"])
         entries.check_semantics(exp, self.config, self.results_file)
         model = self.config["models"][exp.config["model_key"]]
         if exp.trained:
