@@ -35,7 +35,7 @@ def experiment(i: int) -> tuple[str, dict]:
     if method == "embedding-diversity":
         cur |= {"column": "Question", "cluster_percentage": 10, "outlier_percentage": 5, "intra_group_ranking": "cot-length"}
     if method == "s1":
-        cur |= {"specialty_weights": {"Cardiology": 2.0}}
+        cur |= {"specialty_weights": {"Cardiovascular Disease": 2.0}}
     if i % 3 == 0:
         cur |= {"perturbation": {"type": PERTURB[i % 5], "rate": [0.33, 0.66, 1.0][(i // 3) % 3]}, "restore": i % 2 == 0}
     parent = f"e{i - 1:04d}"

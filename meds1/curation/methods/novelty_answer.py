@@ -21,7 +21,7 @@ def answer_similarity(answers: list[str], references: list[str], ctx) :
     from meds1.curation.embeddings import cached_embeddings
 
     dataset = (ctx.spec.get("dataset") or {}).get("key", "dataset")
-    model = ctx.spec["model"].get("key") or ctx.spec["model"].get("path")
+    model = ctx.base_model.get("key") or ctx.base_model.get("path")
     embed = dict(embedder=ctx.spec.get("embedder"), cache_dir=ctx.cache_dir)
     a = cached_embeddings(answers, dataset_key=f"base-answers:{model}", column=dataset, **embed)
     b = cached_embeddings(references, dataset_key=dataset, column="Response", **embed)
