@@ -82,7 +82,7 @@ def load_embedder(location: str, pooling: str | None = None, max_tokens: int | N
     try:
         if pooling == "mean":
             word = Transformer(location, max_seq_length=max_tokens or 512)
-            pool = Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")
+            pool = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
             return SentenceTransformer(modules=[word, pool, Normalize()])
         model = SentenceTransformer(location)
     except OSError as err:  # an hf_path that is neither cached nor reachable offline

@@ -91,14 +91,15 @@ class Context:
     @cached_property
     def probes(self) -> list[dict]:
         """Probe questions ({id, source, question, ...}) for methods that need them: every item of the curation
-        block's ``probe_dataset``, or a seeded sample of the eval set (spec ``probe_dataset.sample``)."""
+        block's ``probe_dataset``, or a seeded sample of the eval set (spec ``probe_dataset.sample``, the seed's 100;
+        at most half the set, so a small eval set keeps questions to evaluate)."""
         from meds1.data.eval_items import load_eval_items
 
         entry = dict(self.spec["probe_dataset"])
         sample = entry.pop("sample", None)
         items = load_eval_items(entry, base_dir=".", seed=self.seed)
-        if sample is not None and sample < len(items):
-            keep = sorted(random.Random(self.seed).sample(range(len(items)), sample))
+        if sample is not None:
+            keep = sorted(random.Random(self.seed).sample(range(len(items)), min(sample, len(items) // 2)))
             items = [items[i] for i in keep]
         return items
 
