@@ -39,7 +39,7 @@ def test_build_example_system_prompts():
     assert own["prompt"][0]["content"] == "You are a careful physician."
     assert [m["role"] for m in build_example(QUESTION, "", "B", fmt="qwen")["prompt"]] == ["user"]
     assert build_example(QUESTION, None, "The answer is B.", fmt="llama")["completion"][0]["content"] == \
-        "The answer is B."
+        "<|start_header_id|>answer<|end_header_id|>\nAnswer: The answer is B."  # the seed's no-reasoning layout
 
 
 def test_load_tokenizer_applies_chat_template_override(tiny_model_dir, tmp_path):
