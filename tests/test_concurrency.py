@@ -6,9 +6,15 @@ import json
 import pandas as pd
 import pytest
 
+from curation_helpers import DEMO_EVAL, DEMO_SFT
 from fake_gemini import FakeGemini
-from test_reliability_curation import step_responder
 from workflow import make_workdir, snakemake, tiny_config
+
+
+def step_responder(prompt: str, body: dict) -> str:
+    """A deterministic 'LLM': two titled steps whose content depends on the prompt only."""
+    digest = sum(prompt.encode()) % 10_000
+    return f"## Step 1: Findings\n\nKey findings noted ({digest}).\n\n## Step 2: Conclusion\n\nThis supports the answer."
 
 
 def experiment(curation: dict) -> dict:
@@ -17,11 +23,10 @@ def experiment(curation: dict) -> dict:
 
 
 @pytest.fixture
-def parallel_run(tmp_path, tiny_model_dir, shared_data, monkeypatch):
+def parallel_run(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
     with FakeGemini(responder=step_responder, latency=0.05) as fake:
-        cfg = tiny_config(tiny_model_dir, sft_file=shared_data / "huatuogpt-o1_demo_data.json",
-                          eval_file=shared_data / "med-s1_eval_data_samples.json")
+        cfg = tiny_config(tiny_model_dir, sft_file=DEMO_SFT, eval_file=DEMO_EVAL)
         cfg["models"]["gem"] = {"provider": "gemini", "hf_path": "gemini-test", "base_url": fake.url, "rpm": 6000,
                                 "pricing": {"input": 1.0, "output": 1.0}, "backoff_base_s": 0.01}
         results = {"experiments": {

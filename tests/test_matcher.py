@@ -60,8 +60,8 @@ CASES = [
     ("Diagnosis: B", "B", "letter"),
     ("I would choose D.", "D", "letter"),
     ("The best choice here is clear. B fits.", "B", "letter"),
-    ("A or B", "B", "letter"),                                   # several letters: the last one decides
-    ("Both (A) and (C) are plausible", "C", "letter"),
+    ("A or B, probably B", "B", "letter"),                       # several letters: the last one decides
+    ("Option A is tempting. B fits.", "B", "letter"),
     ("The answer is E, otherwise (C).", "C", "letter"),          # E is no option: strict finds nothing valid
     # not letters: inside words, articles, pronouns, abbreviations, noun modifiers
     ("Antibiotics target DNA.", None, "none"),
@@ -85,6 +85,19 @@ CASES = [
     ("tetracycline", "D", "option_text"),
     ("Pyrazinamide and chloroquine both fit", None, "none"),    # two options' texts: ambiguous, not guessed
     ("Ethambutols are a class", None, "none"),                  # whole words only
+    # a final answer that names two or more options is ambiguous: never correct, never guessed
+    ("A or B", None, "ambiguous"),
+    ("Both (A) and (C) are plausible", None, "ambiguous"),
+    ("The answer is B or C.", None, "ambiguous"),
+    ("Answer: A, C", None, "ambiguous"),
+    ("The answer is (B)/(D)", None, "ambiguous"),
+    ("**B** and **D**", None, "ambiguous"),
+    ("Answer: (B) or (B)", "B", "strict"),                      # the same option twice is one option
+    ("The answer is C and I am sure of it.", "C", "strict"),    # "I am": the pronoun, not option I
+    ("The answer is A, because it is hepatotoxic.", "A", "strict"),
+    # the capital article / pronoun in the strict tier
+    ("Answer: A 45-year-old man with optic neuritis needs (C)", "C", "letter"),
+    ("Answer: I think it is D", "D", "letter"),
 ]
 
 
@@ -92,7 +105,8 @@ CASES = [
 def test_output_styles(output, letter, parsed_by):
     got = match(output, DRUGS)
     assert (got.letter, got.parsed_by) == (letter, parsed_by)
-    assert (got.letter is None) == (got.letters == [])
+    assert (got.letter is None) == (got.letters == [] or got.ambiguous)
+    assert not got.ambiguous or len(got.letters) > 1
     assert all(x in DRUGS for x in got.letters)
 
 
@@ -112,6 +126,9 @@ def test_case_count_meets_the_brief():
     ("I. Herpes zoster", {k: f"opt {k}" for k in "ABCDEFGHIJ"}, "I", "letter"),
     ("The answer is (I)", {k: f"opt {k}" for k in "ABCDEFGHIJ"}, "I", "strict"),
     ("I think so.", {k: f"opt {k}" for k in "ABCDEFGHIJ"}, None, "none"),
+    # a real output whose options run to J: two options named as the answer
+    ("## Final Response\n\nAnswer: A and I", {k: f"opt {k}" for k in "ABCDEFGHIJ"}, None, "ambiguous"),
+    ("The answer is I.", {k: f"opt {k}" for k in "ABCDEFGHIJ"}, "I", "strict"),
 ])
 def test_option_sets(output, options, letter, parsed_by):
     got = match(output, options)
@@ -121,6 +138,8 @@ def test_option_sets(output, options, letter, parsed_by):
 def test_letters_record_every_valid_letter_of_the_deciding_tier():
     assert match("A or B, probably B", DRUGS) == Match(letters=["A", "B"], letter="B", parsed_by="letter")
     assert match("The answer is B. Hmm, the answer is A.", DRUGS).letters == ["B", "A"]
+    ambiguous = match("Answer: A and C", DRUGS)
+    assert ambiguous == Match(letters=["A", "C"], letter=None, parsed_by="ambiguous") and ambiguous.ambiguous
 
 
 @pytest.mark.parametrize(("output", "letter", "parsed_by"), [
@@ -144,7 +163,7 @@ def test_answer_section_is_from_the_last_marker():
 
 def test_rules_describe_the_tiers_in_order():
     rules = matcher_rules(similarity=False)
-    assert [r.split(":")[0] for r in rules] == ["section", "strict", "letter", "option_text", "choice"]
-    assert [r.split(":")[0] for r in matcher_rules(similarity=True)][-2] == "similarity"
+    assert [r.split(":")[0] for r in rules] == ["section", "strict", "letter", "option_text", "choice", "ambiguous"]
+    assert [r.split(":")[0] for r in matcher_rules(similarity=True)][-3] == "similarity"
     assert all("\n" not in r for r in rules)
-    assert MATCHER_VERSION == "1"
+    assert MATCHER_VERSION == "2"

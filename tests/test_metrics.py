@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from statsmodels.stats.proportion import proportion_confint
@@ -104,24 +105,38 @@ def test_overall_ci_of_one_source_is_its_bootstrap():
     assert metrics["overall"]["ci"] == metrics["sources"]["S"]["bootstrap"]
 
 
-def test_test_time_scaling_approaches():
-    records = [gen("q1", "A", "A"), gen("q2", "B", "C"),
-               gen("q1", "A", "A", approach="budget-2k", reasoning=100),
-               gen("q2", "B", "B", approach="budget-2k", reasoning=300)]
-    metrics = compute_metrics(records)
-    assert metrics["sources"]["S"]["accuracy"] == 0.5                         # the default approach
+def test_test_time_scaling_approaches_and_the_primary_one():
+    records = [gen("q1", "A", "A", approach="immediate", reasoning=0), gen("q2", "B", "C", approach="immediate",
+                                                                          reasoning=0),
+               gen("q1", "A", "A", approach="budget_2048", reasoning=100),
+               gen("q2", "B", "B", approach="budget_2048", reasoning=300)]
+    metrics = compute_metrics(records, primary_approach="immediate")
+    assert metrics["primary_approach"] == "immediate"
+    assert metrics["sources"]["S"]["accuracy"] == 0.5                         # the headline is the primary approach
     tts = metrics["test_time_scaling"]
-    assert list(tts) == ["budget-2k"]
-    assert (tts["budget-2k"]["accuracy"], tts["budget-2k"]["mean_reasoning_tokens"]) == (1.0, 200.0)
-    assert tts["budget-2k"]["sources"] == {"S": 1.0}
-    assert compute_metrics(records[:2])["test_time_scaling"] is None
+    assert list(tts) == ["budget_2048", "immediate"]                          # every approach, the primary included
+    assert (tts["budget_2048"]["accuracy"], tts["budget_2048"]["mean_reasoning_tokens"]) == (1.0, 200.0)
+    assert tts["budget_2048"]["sources"] == {"S": 1.0} and tts["immediate"]["accuracy"] == 0.5
+    assert compute_metrics(records, primary_approach="budget_2048")["overall"]["accuracy"] == 1.0
+    assert compute_metrics(records[:2])["test_time_scaling"] is None          # one approach: no block
 
 
-def test_without_default_the_first_approach_is_main():
+def test_the_primary_approach_must_be_among_several():
     records = [gen("q1", "A", "B", approach="short"), gen("q1", "A", "A", approach="long")]
-    metrics = compute_metrics(records)
-    assert metrics["sources"]["S"]["accuracy"] == 0.0                         # "short" came first
-    assert sorted(metrics["test_time_scaling"]) == ["long", "short"]
+    with pytest.raises(MedS1Error, match="primary approach 'reasoning' is not among the generations' approaches"):
+        compute_metrics(records)                                              # the default primary is "reasoning"
+    assert compute_metrics(records[:1], primary_approach="reasoning")["primary_approach"] == "short"  # the only one
+
+
+def test_ambiguous_answers_are_unparsed_and_counted():
+    metrics = compute_metrics([gen("q1", "A", "The answer is A or B."), gen("q2", "B", "B")])
+    block = metrics["sources"]["S"]
+    assert (block["correct"], block["parsed"], block["unparsed"], block["ambiguous"]) == (1, 1, 1, 1)
+
+
+def test_item_sources_name_the_source_of_every_paired_item():
+    records = table("S", {"s1": ("A", ["A"])}) + table("T", {"t1": ("B", ["A"])})
+    assert compute_metrics(records)["item_sources"] == {"s1": "S", "t1": "T"}
 
 
 def test_same_input_gives_identical_json_in_any_order():
@@ -137,9 +152,10 @@ def test_same_input_gives_identical_json_in_any_order():
 def test_shape_follows_the_contract():
     metrics = compute_metrics([gen("q1", "A", "A")], similarity=True, extra={"experiment": "e", "backend": "hf"})
     assert set(metrics) == set(COMPUTED_KEYS) | {"experiment", "backend"}
-    assert metrics["matcher"]["similarity"] is True and metrics["matcher"]["version"] == "1"
+    assert metrics["matcher"]["similarity"] is True and metrics["matcher"]["version"] == "2"
     assert set(metrics["sources"]["S"]) == {"n", "correct", "accuracy", "wilson", "bootstrap", "parsed", "unparsed",
-                                            "runs", "majority", "mean_over_runs"}
+                                            "ambiguous", "runs", "majority", "mean_over_runs"}
+    assert metrics["primary_approach"] == "default" and metrics["seed_compatible"]["accuracy"] == 1.0
     assert all(type(v) is float for v in metrics["sources"]["S"]["wilson"] + metrics["overall"]["ci"])
 
 
@@ -161,16 +177,18 @@ def test_bad_input_is_a_one_line_error(records, extra, message):
     assert "\n" not in str(err.value)
 
 
-def test_real_benchmark_items(shared_data):
-    """The 60 benchmark samples, answered right exactly when their index is even: per-source counts add up."""
-    items = json.loads((shared_data / "med-s1_eval_data_samples.json").read_text())
+def test_benchmark_shaped_items_count_up_per_source():
+    """The project's own 14 items of four benchmark sources, answered right exactly when their index is even."""
+    from meds1.data.eval_items import load_eval_items
+
+    items = load_eval_items({"file_path": str(Path(__file__).parent / "data" / "eval_items.json")})
     records = []
     for i, item in enumerate(items):
         wrong = next(k for k in item["options"] if k != item["answer_idx"])
         output = f"## Final Response\nThe answer is {item['answer_idx'] if i % 2 == 0 else wrong}."
         records.append({**item, "id": f"s{i}", "output": output, "run": 0, "approach": "default"})
     metrics = compute_metrics(records)
-    assert sum(b["n"] for b in metrics["sources"].values()) == 60
-    assert sum(b["correct"] for b in metrics["sources"].values()) == 30
+    assert sum(b["n"] for b in metrics["sources"].values()) == 14
+    assert sum(b["correct"] for b in metrics["sources"].values()) == 7
     assert all(b["unparsed"] == 0 for b in metrics["sources"].values())
     assert metrics["overall"]["n_sources"] == 4

@@ -130,10 +130,21 @@ def answer_questions(model_entry: dict, questions: list[str], *, max_new_tokens:
     return [known[k] for k in keys]
 
 
+def curation_settings(ctx) -> dict:
+    """How the curate job asks the base model: config.json ``curation`` (``llama_batch_size``,
+    ``base_max_new_tokens``) and the seed's prompt."""
+    return {"cache_dir": ctx.cache_dir, "max_new_tokens": ctx.settings.base_max_new_tokens,
+            "batch_size": ctx.settings.llama_batch_size, "template": PROMPT_FILE.read_text(encoding="utf-8").strip()}
+
+
 def answer_for_curation(questions: list[str], ctx) -> list[str]:
-    """``answer_questions`` with the curate job's base model (config.json ``model_choices.base``), the seed's prompt
-    and config.json ``curation`` settings (``llama_batch_size``, ``base_max_new_tokens``)."""
-    return answer_questions(ctx.base_model, questions, cache_dir=ctx.cache_dir,
-                            max_new_tokens=ctx.settings.base_max_new_tokens,
-                            batch_size=ctx.settings.llama_batch_size,
-                            template=PROMPT_FILE.read_text(encoding="utf-8").strip())
+    """``answer_questions`` with the curate job's base model (config.json ``model_choices.base``)."""
+    return answer_questions(ctx.base_model, questions, **curation_settings(ctx))
+
+
+def uncached_for_curation(questions: list[str], ctx) -> int:
+    """How many distinct questions the base model would still have to answer (GPU work for the estimate)."""
+    kw = curation_settings(ctx)
+    path = answers_file(ctx.base_model, kw["max_new_tokens"], kw["cache_dir"], kw["template"])
+    known = {rec["q"] for rec in read_jsonl(path)}
+    return len({question_key(q) for q in questions} - known)

@@ -42,6 +42,18 @@ class Context:
         """The model that answers training questions and whose tokenizer measures traces (model_choices.base)."""
         return self.spec.get("base_model") or self.spec["model"]
 
+    def base_answers(self, questions: list[str]) -> list[str]:
+        """The base model's answers (generated once, cached; ``meds1.curation.base_model``)."""
+        from meds1.curation import base_model
+
+        return base_model.answer_for_curation(questions, self)
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Token counts under the base model's tokenizer."""
+        from meds1.curation import base_model
+
+        return base_model.token_lengths(texts, self.base_model)
+
     def llm_entry(self, role: str) -> dict:
         return (self.spec.get("llm_roles") or {}).get(role) or self.spec.get("llm") or {}
 

@@ -1,7 +1,10 @@
 """Honest accuracy for a set of generations: per source, with Wilson and bootstrap CIs, repetitions and approaches.
 
 ``compute_metrics(records)`` turns generations.jsonl lines into the metrics.json dict of docs/internals.md. Every
-answer goes through ``meds1.matcher.match``; an unparsed answer is counted wrong and reported, never guessed.
+answer goes through ``meds1.matcher.match``; an unparsed or ambiguous answer is counted wrong and reported, never
+guessed. The headline numbers (``sources``, ``overall``, ``per_item``) are those of the primary approach; with test-time
+scaling every approach has its block in ``test_time_scaling``. ``seed_compatible`` scores the same answers the seed
+system's way (``meds1.evaluate.seed_scoring``) so a study can be put beside the seed's published tables.
 Items are ordered by id before any resampling, so the result depends on the generations, not on their order in the
 file, and the same input always gives byte-identical JSON (write it with ``meds1.io.write_json``).
 
@@ -18,12 +21,14 @@ import numpy as np
 from scipy import stats
 
 from meds1.errors import MedS1Error
+from meds1.evaluate.seed_scoring import RULE as SEED_RULE, SeedMatch, seed_match, seed_source_accuracy
+from meds1.evaluate.settings import DEFAULTS
 from meds1.matcher import MATCHER_VERSION, match, matcher_rules
 
 CI_LEVEL = 0.95
-DEFAULT_APPROACH = "default"
 REQUIRED_KEYS = ("id", "source", "question", "options", "answer_idx", "output", "run", "approach")
-COMPUTED_KEYS = ("matcher", "ci", "sources", "overall", "per_item", "test_time_scaling")
+COMPUTED_KEYS = ("matcher", "ci", "sources", "overall", "per_item", "item_sources", "primary_approach",
+                 "test_time_scaling", "seed_compatible")
 
 
 @dataclass(frozen=True)
@@ -34,30 +39,58 @@ class ScoredRun:
     letter: str | None
     correct: int
     n_reasoning_tokens: float | None
+    ambiguous: bool = False
+    seed: SeedMatch | None = None   # the seed-compatible reading of the same output
+    answer_idx: str = ""
 
 
 def compute_metrics(records: list[dict], *, similarity: bool = False, bootstrap_resamples: int = 1000,
-                    seed: int = 0, extra: dict | None = None) -> dict:
-    """The metrics.json dict for ``records`` (generations.jsonl lines), ``extra`` merged into the top level."""
+                    seed: int = 0, primary_approach: str | None = None, extra: dict | None = None) -> dict:
+    """The metrics.json dict for ``records`` (generations.jsonl lines), ``extra`` merged into the top level.
+
+    ``primary_approach``: whose accuracy is the headline (default: the eval stage's, "reasoning"); a set of
+    generations with one approach has that one."""
     if not records:
         raise MedS1Error("no generations to score")
     for index, record in enumerate(records):
         check_record(record, where=f"generation {index}")
     boot = _Bootstrap(bootstrap_resamples, seed)
     approaches = _scored_by_approach(records, similarity)
-    main = DEFAULT_APPROACH if DEFAULT_APPROACH in approaches else next(iter(approaches))
+    main = pick_primary(list(approaches), primary_approach or DEFAULTS.primary_approach)
     items = approaches[main]
-    sources = {src: source_metrics(runs_by_id, boot) for src, runs_by_id in items.items()}
     result = {
         "matcher": {"version": MATCHER_VERSION, "rules": matcher_rules(similarity), "similarity": similarity},
         "ci": {"level": CI_LEVEL, "wilson": True,
                "bootstrap": {"method": "percentile", "resamples": bootstrap_resamples, "seed": seed}},
-        "sources": sources,
+        "primary_approach": main,
+        "sources": {src: source_metrics(runs_by_id, boot) for src, runs_by_id in items.items()},
         "overall": overall_metrics(items, boot),
         "per_item": {item_id: runs[0].correct for by_id in items.values() for item_id, runs in by_id.items()},
-        "test_time_scaling": _test_time_scaling(approaches, boot),
+        "item_sources": {item_id: src for src, by_id in items.items() for item_id in by_id},
+        "test_time_scaling": _test_time_scaling(approaches, boot) if len(approaches) > 1 else None,
+        "seed_compatible": seed_compatible(items),
     }
     return _canonical(_merge_extra(result, extra or {}))
+
+
+def pick_primary(approaches: list[str], wanted: str | None) -> str:
+    """The headline approach: ``wanted`` when the generations have it, the only one when there is one."""
+    if wanted in approaches:
+        return wanted
+    if len(approaches) == 1:
+        return approaches[0]
+    raise MedS1Error(f"primary approach '{wanted}' is not among the generations' approaches ({', '.join(approaches)})",
+                     key="primary_approach", choices=approaches, value=wanted)
+
+
+def seed_compatible(items: dict[str, dict[str, list[ScoredRun]]]) -> dict:
+    """The seed's numbers for the same answers (run 0): per source max(first, last) letter accuracy, Overall their
+    mean. Not comparable with our accuracy: the seed's scorer always guesses."""
+    sources = {src: seed_source_accuracy([runs[0].seed for runs in by_id.values()],
+                                         [runs[0].answer_idx for runs in by_id.values()])
+               for src, by_id in items.items()}
+    return {"rule": SEED_RULE, "sources": sources,
+            "accuracy": float(np.mean([s["accuracy"] for s in sources.values()]))}
 
 
 def check_record(record: Any, *, where: str, file=None) -> None:
@@ -81,6 +114,7 @@ def source_metrics(runs_by_id: dict[str, list[ScoredRun]], boot: "_Bootstrap") -
     parsed = sum(runs[0].letter is not None for runs in runs_by_id.values())
     n_runs = max(len(runs) for runs in runs_by_id.values())
     block = {"n": len(first), "correct": int(first.sum()), "parsed": parsed, "unparsed": len(first) - parsed,
+             "ambiguous": sum(runs[0].ambiguous for runs in runs_by_id.values()),
              "runs": n_runs, "majority": None, "mean_over_runs": None}
     block.update(_accuracy_with_cis(first, boot))
     if n_runs > 1:
@@ -165,11 +199,13 @@ def _scored_by_approach(records: list[dict], similarity: bool) -> dict[str, dict
 
 
 def _score(record: dict, similarity: bool) -> ScoredRun:
-    letter = match(record["output"], record["options"], similarity=similarity).letter
+    found = match(record["output"], record["options"], similarity=similarity)
     tokens = record.get("n_reasoning_tokens")
-    return ScoredRun(id=str(record["id"]), source=str(record["source"]), run=record["run"], letter=letter,
-                     correct=int(letter is not None and letter == record["answer_idx"]),
-                     n_reasoning_tokens=float(tokens) if isinstance(tokens, (int, float)) else None)
+    return ScoredRun(id=str(record["id"]), source=str(record["source"]), run=record["run"], letter=found.letter,
+                     correct=int(found.letter is not None and found.letter == record["answer_idx"]),
+                     n_reasoning_tokens=float(tokens) if isinstance(tokens, (int, float)) else None,
+                     ambiguous=found.ambiguous, answer_idx=str(record["answer_idx"]),
+                     seed=seed_match(record["output"], record["options"]))
 
 
 def _sorted_items(by_source: dict) -> dict:
@@ -177,12 +213,10 @@ def _sorted_items(by_source: dict) -> dict:
             for src in sorted(by_source)}
 
 
-def _test_time_scaling(approaches: dict, boot: _Bootstrap) -> dict | None:
-    """Each non-default approach: overall accuracy and CI, mean reasoning tokens, per-source first-run accuracy."""
+def _test_time_scaling(approaches: dict, boot: _Bootstrap) -> dict:
+    """Each approach: overall accuracy and CI, mean reasoning tokens, per-source first-run accuracy."""
     blocks = {}
     for approach, items in approaches.items():
-        if approach == DEFAULT_APPROACH:
-            continue
         overall = overall_metrics(items, boot)
         tokens = [r.n_reasoning_tokens for r in _all_runs(items) if r.n_reasoning_tokens is not None]
         blocks[approach] = {
@@ -191,7 +225,7 @@ def _test_time_scaling(approaches: dict, boot: _Bootstrap) -> dict | None:
             "sources": {src: float(np.mean([runs[0].correct for runs in by_id.values()]))
                         for src, by_id in items.items()},
         }
-    return blocks or None
+    return blocks
 
 
 def _all_runs(items: dict) -> Iterable[ScoredRun]:

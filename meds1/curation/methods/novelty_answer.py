@@ -1,13 +1,12 @@
 """``novelty-answer``: keep the rows whose reference answer the base model would least have given on its own.
 
-The base model answers every question (``meds1.curation.base_model``, cached); its answer and the reference
+The base model answers every question (``ctx.base_answers``: ``meds1.curation.base_model``, cached); its answer and the reference
 ``Response`` are embedded (``meds1.curation.embeddings``, cached); the n rows with the lowest cosine similarity win.
 """
 from __future__ import annotations
 
 import logging
 
-from meds1.curation import base_model
 from meds1.curation.selection import Selection
 from meds1.plugins import SELECTION_METHODS
 
@@ -31,7 +30,7 @@ def answer_similarity(answers: list[str], references: list[str], ctx) :
 @SELECTION_METHODS.register("novelty-answer", needs={"n_samples", "base_model", "embedder"})
 def select_novelty_answer(df, cur, ctx) -> Selection:
     """The n rows whose reference Response is least similar to the base model's own answer (ties: row order)."""
-    answers = base_model.answer_for_curation(df["Question"].tolist(), ctx)
+    answers = ctx.base_answers(df["Question"].tolist())
     sims = answer_similarity(answers, df["Response"].tolist(), ctx)
     n = min(cur.n_samples or len(df), len(df))
     order = sorted(range(len(df)), key=lambda i: sims[i])[:n]  # stable: ties keep row order

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from meds1.curation import base_model, offline_tasks
+from meds1.curation import offline_tasks
 from meds1.curation.selection import Selection
 from meds1.errors import MedS1Error
 from meds1.llm.base import LLMRequest
@@ -107,7 +107,7 @@ def judge_verdict(text: str) -> bool | None:
 
 def base_model_difficulty(df, rows: list[int], ctx) -> tuple[list[str], list[bool | None], list[str]]:
     """The base model's answers to ``rows``, the judge's verdicts (True: right) and the judge's replies."""
-    answers = base_model.answer_for_curation([df["Question"].iloc[i] for i in rows], ctx)
+    answers = ctx.base_answers([df["Question"].iloc[i] for i in rows])
     replies = [r.text for r in ctx.ask("base_judge", judge_requests(df, rows, answers), desc="s1 judge")]
     return answers, [judge_verdict(t) for t in replies], replies
 
@@ -232,7 +232,7 @@ def select_s1(df, cur, ctx) -> Selection:
     """Quality -> base-model difficulty -> specialty labels -> long-first, specialty-balanced sampling (the seed's)."""
     opts = cur.options
     weights = check_weights(opts.specialty_weights)
-    lengths = base_model.token_lengths(df["Complex_CoT"].tolist(), ctx.base_model)
+    lengths = ctx.token_lengths(df["Complex_CoT"].tolist())
     removed = {i: ("quality", why) for i, why in quality_filter(df, lengths, ctx.settings.trace_token_limit).items()}
     probed = [i for i in range(len(df)) if i not in removed]
     answers, verdicts, replies = base_model_difficulty(df, probed, ctx)
