@@ -27,8 +27,8 @@ class CurationConfig:
     llama_batch_size: int = opt(8, "base-model generation batch (questions per forward pass)", minimum=1)
     gemini_batch_size: int = opt(512, "LLM requests sent per chunk by the s1 judge and specialty labeller (each "
                                       "finished chunk is cached: a crash loses at most one chunk)", minimum=1)
-    initial_sample: int | None = opt(None, "a seeded subset of the training rows taken before any method",
-                                     minimum=1)
+    initial_sample: int | None = opt(None, "a seeded subset of the training rows taken before any method; 0 or "
+                                           "null: all rows (the seed wrote 0)", minimum=0)
     base_max_new_tokens: int = opt(1024, "tokens the base model may answer with (s1 difficulty, novelty; the seed's "
                                          "1024)", minimum=1)
     trace_token_limit: int = opt(1024, "s1 quality filter: traces exactly this many tokens long (under the base "

@@ -90,6 +90,10 @@ def llm_entry(reg, role: str = "curation") -> dict:
     if isinstance(out.get("pricing"), dict) and "rpm" in out["pricing"]:
         out.setdefault("rpm", out["pricing"]["rpm"])
         out["pricing"] = {k: v for k, v in out["pricing"].items() if k != "rpm"}
+    if entry.get("provider", "gemini") == "gemini" and str(out.get("base_url", "")).rstrip("/").endswith("/openai"):
+        _notice_once(f"note: config.json models.{key}.base_url is OpenAI-compatible (the seed's, unused there too): "
+                     "the Gemini client uses its own endpoint")
+        out.pop("base_url")
     return out | {"provider": entry.get("provider", "gemini"), "model": entry.get("hf_path", key),
                   "max_cost_usd": reg.wf.get("max_cost_usd")}
 
