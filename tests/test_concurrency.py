@@ -17,9 +17,9 @@ def step_responder(prompt: str, body: dict) -> str:
     return f"## Step 1: Findings\n\nKey findings noted ({digest}).\n\n## Step 2: Conclusion\n\nThis supports the answer."
 
 
-def experiment(curation: dict) -> dict:
+def experiment(curation: dict, epochs: int = 1) -> dict:
     return {"config": {"model_key": "tiny", "curation": {"format": "huatuo", "n_samples": 20, **curation},
-                       "training_params": {"num_epochs": 1}, "datasets": {"curate": "sft", "eval": "evalset"}}}
+                       "training_params": {"num_epochs": epochs}, "datasets": {"curate": "sft", "eval": "evalset"}}}
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def parallel_run(tmp_path, tiny_model_dir, monkeypatch):
                                 "pricing": {"input": 1.0, "output": 1.0}, "backoff_base_s": 0.01}
         results = {"experiments": {
             "llm-a": experiment({"method": "random", "extract": "step"}),
-            "llm-b": experiment({"method": "random", "extract": "step"}),
+            "llm-b": experiment({"method": "random", "extract": "step"}, epochs=2),  # its own curate job
             "div-a": experiment({"method": "embedding-diversity", "cluster_percentage": 20}),
             "div-b": experiment({"method": "embedding-diversity", "cluster_percentage": 40}),
         }}
