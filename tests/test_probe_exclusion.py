@@ -18,7 +18,7 @@ def test_probe_questions_are_recorded_and_excluded_from_eval(tmp_path, tiny_mode
     wd = make_workdir(tmp_path / "w", results=results, config=cfg, workflow={
         "experiments": ["sim"], "wandb_mode": "disabled",
         "eval": {"max_new_tokens": 4, "bootstrap_resamples": 100}})  # exclusion is the default
-    out = snakemake(wd, "eval/sim/metrics.json", timeout=900)
+    out = snakemake(wd, "eval/sim/metrics.json", timeout=900, env={"MEDS1_ALLOW_CPU": "1"})  # CPU on purpose
     assert out.returncode == 0, out.stderr[-3000:]
     everything = {item["id"] for item in load_eval_items({"key": "evalset", "file_path": str(DEMO_EVAL)})}
     probes = json.loads((wd / "curated/sim/stats.json").read_text())["probes"]
