@@ -189,6 +189,10 @@ def stats_of(table: pd.DataFrame, spec: dict, ctx: Context, df: pd.DataFrame, se
            "offline_stand_in": any(r["stand_in"] for r in ledger["by_role"].values()), "seconds": round(seconds, 2)}
     if "specialty" in table.columns:
         out["specialties"] = dict(Counter(table.loc[table["status"] == "kept", "specialty"].dropna()))
+    if "llm_failed" in table.columns:  # the trace pipeline ran: failed rows, what the perturbation left unchanged
+        from meds1.traces.apply import counts_from_columns
+
+        out["traces"] = counts_from_columns({c: table.loc[table["status"] == "kept", c].tolist() for c in table})
     if spec.get("probe_dataset"):  # every probe question, used or not: the eval leaves them all out
         out["probes"] = {"dataset": spec["probe_dataset"]["key"], "ids": sorted(p["id"] for p in ctx.probes)}
     return out
