@@ -14,7 +14,8 @@ from workflow import make_workdir, snakemake, tiny_config
 def step_responder(prompt: str, body: dict) -> str:
     """A deterministic 'LLM': two titled steps whose content depends on the prompt only."""
     digest = sum(prompt.encode()) % 10_000
-    return f"## Step 1: Findings\n\nKey findings noted ({digest}).\n\n## Step 2: Conclusion\n\nThis supports the answer."
+    return (f"## Step 1: Findings\n\nKey findings noted ({digest}).\n\n## Step 2: Conclusion\n\n"
+            "This supports the answer.")
 
 
 def experiment(curation: dict, epochs: int = 1) -> dict:
@@ -50,7 +51,7 @@ def test_parallel_jobs_share_the_cache_without_torn_files(parallel_run):
     assert leftovers == []
     for path in (cache / "llm").rglob("*.json"):
         json.loads(path.read_text())              # every cache entry is complete
-    assert len(list((cache / "embeddings").rglob("*.npy"))) == 1   # one embedding matrix, computed once or twice, stored once
+    assert len(list((cache / "embeddings").rglob("*.npy"))) == 1   # one matrix: computed once or twice, stored once
     a = pd.read_parquet(wd / "curated/llm-a/rows.parquet")
     b = pd.read_parquet(wd / "curated/llm-b/rows.parquet")
     pd.testing.assert_frame_equal(a, b)            # same curation -> same rows and traces, whoever wrote the cache

@@ -181,7 +181,7 @@ def test_embedder_location_from_package_local_path_or_hub(tmp_path):
         emb.embedder_location({"key": "m", "package": "no-such-embedder-package"})
 
 
-# ------------------------------------------------------------------------------------------ the seed's BiomedBERT recipe
+# -------------------------------------------------------------------------------------- the seed's BiomedBERT recipe
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A 2-layer random BERT with a 40-word WordPiece vocabulary, saved like a hub folder."""

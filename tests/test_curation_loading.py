@@ -25,7 +25,8 @@ def load(path, **entry):
 def test_dict_of_columns_json_loads():
     df = load(TEST_DATA / "curation_columns.json")
     assert len(df) == 3 and list(df["Question"]) == sorted(df["Question"])
-    assert df.set_index("Question").loc["Which vitamin deficiency causes scurvy?", "Response"] == "Vitamin C deficiency."
+    by_question = df.set_index("Question")
+    assert by_question.loc["Which vitamin deficiency causes scurvy?", "Response"] == "Vitamin C deficiency."
 
 
 def test_dict_of_column_lists_loads_too(tmp_path):

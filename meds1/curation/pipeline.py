@@ -1,6 +1,7 @@
 """The curate stage: load -> select -> rewrite traces -> chat-format -> split, keeping every row's status.
 
-    curate(spec, dataset="curated/x/dataset", rows="curated/x/rows.parquet", stats=".../stats.json", cost=".../llm_cost.json")
+    curate(spec, dataset="curated/x/dataset", rows="curated/x/rows.parquet", stats="curated/x/stats.json",
+           cost="curated/x/llm_cost.json")
 """
 from __future__ import annotations
 
@@ -153,13 +154,15 @@ def build_dataset(df, order, questions, traces, responses, split, spec):
     records = {"train": [], "validation": []}
     for i, question, cot, resp in zip(order, questions, traces, responses):
         ex = build_example(question, cot, resp, fmt=fmt, system_prompt=system)
-        records[split[i]].append({"id": df["id"].iloc[i], **ex, "Question": question, "Complex_CoT": cot, "Response": resp})
+        records[split[i]].append({"id": df["id"].iloc[i], **ex, "Question": question, "Complex_CoT": cot,
+                                  "Response": resp})
     # an empty split cannot be reloaded by datasets 5 (zero shards): leave it out; training then selects "last"
     return DatasetDict({k: Dataset.from_list(v) for k, v in records.items() if v})
 
 
 def row_table(df, sel: Selection, order, split, columns) -> pd.DataFrame:
-    table = pd.DataFrame({"id": df["id"], "Complex_CoT_original": df["Complex_CoT"], "Response_original": df["Response"]})
+    table = pd.DataFrame({"id": df["id"], "Complex_CoT_original": df["Complex_CoT"],
+                          "Response_original": df["Response"]})
     table["status"], table["stage"], table["reason"], table["split"] = "removed", "selection", "not selected", None
     for i, (stage, reason) in sel.removed.items():
         table.loc[i, ["stage", "reason"]] = [stage, reason]

@@ -49,7 +49,8 @@ class PerturbationSettings:
 class CurationSettings:
     method: str = opt(doc="a selection method plug-in name (meds1/curation/methods/)")
     n_samples: int | None = opt(None, "rows to select (required by methods that sample)", minimum=1)
-    format: str | None = opt(None, "trace format plug-in; default: the legacy huatuo_format, the model's family, huatuo")
+    format: str | None = opt(None, "trace format plug-in; default: the legacy huatuo_format, the model's family, "
+                                   "huatuo")
     huatuo_format: bool | None = opt(None, "legacy seed key: true means format huatuo")
     extract: str | list[str] | None = opt(None, "trace transform name, or names applied in order", minItems=1)
     perturbation: PerturbationSettings | None = opt(None, "step-level perturbation of the selected traces")

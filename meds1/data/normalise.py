@@ -71,7 +71,8 @@ def normalise_nejmcr(df, entry: dict, where: str, tokenizer_path: str | None):
 def token_counter(tokenizer_path: str | None, entry: dict, where: str) -> Callable[[str], int]:
     if not tokenizer_path:
         raise MedS1Error("normalise 'nejmcr' filters rows by token count under the base model's tokenizer: set "
-                         "config.json model_choices.base", file=where, key=f"train_datasets.{entry.get('key')}.normalise")
+                         "config.json model_choices.base", file=where,
+                         key=f"train_datasets.{entry.get('key')}.normalise")
     from transformers import AutoTokenizer
 
     try:

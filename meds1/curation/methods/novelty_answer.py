@@ -1,7 +1,8 @@
 """``novelty-answer``: keep the rows whose reference answer the base model would least have given on its own.
 
-The base model answers every question (``ctx.base_answers``: ``meds1.curation.base_model``, cached); its answer and the reference
-``Response`` are embedded (``meds1.curation.embeddings``, cached); the n rows with the lowest cosine similarity win.
+The base model answers every question (``ctx.base_answers``: ``meds1.curation.base_model``, cached); its answer and
+the reference ``Response`` are embedded (``meds1.curation.embeddings``, cached); the n rows with the lowest cosine
+similarity win.
 """
 from __future__ import annotations
 
