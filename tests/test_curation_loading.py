@@ -159,8 +159,10 @@ def registry(tmp_path, tiny_model_dir):
     def experiment(data, n):
         return {"config": {"model_key": "tiny", "curation": {"method": "random", "n_samples": n},
                            "datasets": {"curate": data, "eval": "evalset"}}}
+    cfg["curation"] = {"base_max_new_tokens": 4}
     results = {"experiments": {"cols": experiment("columns-layout", 2), "s1": experiment("s1-style", 2),
-                               "many": experiment("sft", 50)}}
+                               "many": experiment("sft", 50), "study": experiment("sft", 2)}}
+    results["experiments"]["study"]["config"]["curation"]["method"] = "s1"
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "results.json").write_text(json.dumps(results))
     return load_registry({"cache_dir": str(tmp_path / "cache"), "curation_llm": "offline-rules"}, tmp_path)
@@ -185,6 +187,19 @@ def test_n_samples_above_the_rows_available_is_reported(registry, tmp_path, capl
     assert stats["requested"] == 50 and stats["selected"] == 4 and stats["rows_read"] == 5
     assert stats["dropped_at_load"] == {"empty Complex_CoT": 1}
     assert "n_samples 50 is more than the 4 rows available" in caplog.text
+    assert stats["trace_writer"] is None and stats["offline_stand_in"] is False and stats["llm"]["by_role"] == {}
+
+
+def test_stats_say_who_answered_and_flag_the_offline_stand_in(registry, tmp_path, caplog):
+    spec = registry.spec("study", "curate")
+    with caplog.at_level("WARNING"):
+        stats = curate(spec, dataset=str(tmp_path / "d"), rows=str(tmp_path / "r.parquet"),
+                       stats=str(tmp_path / "s.json"), cost=str(tmp_path / "c.json"))
+    offline = {"provider": "offline", "model": "offline-rules", "stand_in": True}
+    assert stats["llm"]["by_role"] == {"base_judge": offline, "specialty_labeler": offline}
+    assert stats["offline_stand_in"] is True and stats["trace_writer"] is None  # no trace was rewritten
+    assert "base_judge, specialty_labeler answered by the offline stand-in rules" in caplog.text
+    assert json.loads((tmp_path / "c.json").read_text())["by_role"] == stats["llm"]["by_role"]
 
 
 def test_errors_while_curating_name_the_experiment(registry, tmp_path):

@@ -247,5 +247,9 @@ def write_outputs(spec: dict, *, dataset: str, rows: str, stats: str, cost: str)
         table.to_parquet(tmp, index=False)
     write_json(cost, ctx.ledger())
     summary = stats_of(table, spec, ctx, df, sel, time.time() - t0)
+    if summary["offline_stand_in"]:  # fine for the demo and tests; a study must not mistake it for a model's work
+        roles = [r for r, who in summary["llm"]["by_role"].items() if who["stand_in"]]
+        log.warning("%s: %s answered by the offline stand-in rules, not a model (recorded in stats.json)",
+                    spec["experiment"], ", ".join(roles))
     write_json(stats, summary)
     return summary
