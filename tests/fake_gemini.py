@@ -6,8 +6,9 @@
         ...                                       # run the code under test
         assert fake.count == 10
 
-Faults come from ``schedule`` first (one entry per request, in arrival order; ``None`` = answer normally), then from
-``faults`` (kind -> probability, drawn from a seeded RNG). Kinds are the keys of ``FAULTS``. Every request is recorded
+Faults come from ``fault_for(prompt)`` first (a fault kind for requests whose prompt says so, whatever their arrival
+order), then ``schedule`` (one entry per request, in arrival order; ``None`` = answer normally), then ``faults``
+(kind -> probability, drawn from a seeded RNG). Kinds are the keys of ``FAULTS``. Every request is recorded
 (path, model, body, headers, arrival time, injected fault). From a shell (for a benchmark):
 
     python tests/fake_gemini.py --port 8123 --latency 0.2 --fault 429=0.1 --fault timeout=0.02
@@ -67,6 +68,36 @@ def error_body(code: int, status: str, message: str, reason: str | None = None) 
     return {"error": error}
 
 
+def blocked_prompt(prompt: str, model: str) -> dict:
+    """The prompt itself was blocked: no candidates, only ``promptFeedback.blockReason``."""
+    return {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model,
+            "usageMetadata": {"promptTokenCount": count_tokens(prompt), "totalTokenCount": count_tokens(prompt)}}
+
+
+def blocked_reply(prompt: str, model: str) -> dict:
+    """The answer was withheld: a candidate with finish reason SAFETY and no parts."""
+    out = generate_response(None, prompt, model)
+    out["candidates"][0]["finishReason"] = "SAFETY"
+    return out
+
+
+THOUGHT_TOKENS = 500
+
+
+def thinking_only(prompt: str, model: str) -> dict:
+    """The output limit went to thinking: one thought part, finish reason MAX_TOKENS, no answer text."""
+    out = generate_response(None, prompt, model)
+    out["candidates"][0].update(finishReason="MAX_TOKENS",
+                                content={"role": "model", "parts": [{"text": "Let me think...", "thought": True}]})
+    out["usageMetadata"].update(thoughtsTokenCount=THOUGHT_TOKENS,
+                                totalTokenCount=count_tokens(prompt) + THOUGHT_TOKENS)
+    return out
+
+
+REPLY_FAULTS: dict[str, Callable[[str, str], dict]] = {  # HTTP 200 replies that carry no usable text
+    "blocked": blocked_prompt, "blocked_reply": blocked_reply, "thinking_only": thinking_only,
+}
+
 # fault kind -> (HTTP status, JSON body or raw bytes); "timeout" and "no_text" are handled in the request handler
 ERROR_FAULTS: dict[str, tuple[int, Any]] = {
     "429": (429, error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")),
@@ -79,7 +110,7 @@ ERROR_FAULTS: dict[str, tuple[int, Any]] = {
     "404": (404, error_body(404, "NOT_FOUND", "models/x is not found for API version v1.")),
     "malformed": (200, b'{"candidates": [{"content": {"parts": [{"text": "trunc'),  # a torn, invalid JSON body
 }
-FAULTS = sorted([*ERROR_FAULTS, "timeout", "no_text"])
+FAULTS = sorted([*ERROR_FAULTS, *REPLY_FAULTS, "timeout", "no_text"])
 
 
 @dataclass
@@ -103,6 +134,7 @@ class FakeGemini:
     latency: float | Callable[[], float] = 0.0
     faults: dict[str, float] = field(default_factory=dict)      # kind -> probability per request
     schedule: list[str | None] = field(default_factory=list)    # per-request faults in arrival order, then `faults`
+    fault_for: Callable[[str], str | None] | None = None         # prompt -> fault kind, before `schedule`
     seed: int = 0
     timeout_sleep: float = 2.0       # how long a "timeout" fault stalls (set it above the client's timeout)
     host: str = "127.0.0.1"
@@ -170,8 +202,11 @@ class FakeGemini:
 
     # -- used by the handler -----------------------------------------------------------------------------------------
     def _record(self, rec: RecordedRequest) -> RecordedRequest:
+        by_prompt = self.fault_for(rec.prompt) if self.fault_for else None
+        if by_prompt is not None and by_prompt not in FAULTS:
+            raise ValueError(f"unknown fault kind {by_prompt!r}; known: {FAULTS}")
         with self._lock:
-            rec.fault = self._draw_fault()
+            rec.fault = by_prompt or self._draw_fault()
             self.requests.append(rec)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -233,6 +268,8 @@ def _make_handler(fake: FakeGemini):
                 return self._send(*ERROR_FAULTS[rec.fault])
             if rec.method == "countTokens":
                 return self._send(200, {"totalTokens": count_tokens(rec.prompt)})
+            if rec.fault in REPLY_FAULTS:
+                return self._send(200, REPLY_FAULTS[rec.fault](rec.prompt, rec.model))
             text = None if rec.fault == "no_text" else fake.responder(rec.prompt, rec.body)
             payload = generate_response(text, rec.prompt, rec.model)
             if rec.method == "streamGenerateContent":

@@ -27,7 +27,7 @@ ALLOWED = {
     "plan": BASE | {"sft.config", "evaluate.settings", "curation.settings", "registry.entries"},
     "stages": BASE | {"registry", "curation.settings", "evaluate.settings", "sft.config", "plan", "data"},
     "registry": BASE | {"stages", "curation.settings", "evaluate.settings", "sft.config", "plan", "traces.apply",
-                        "schemas"},
+                        "schemas", "llm.settings"},
     "cli": None,  # the scripts' entry glue may import anything
 }
 

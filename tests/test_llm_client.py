@@ -8,18 +8,16 @@ import multiprocessing
 import pytest
 
 from meds1.errors import MedS1Error
-from meds1.llm import OFFLINE_TASKS, LLMClient, LLMRequest, LLMResult, build_client
+from meds1.llm import LLMClient, LLMRequest, LLMResult, build_client
 from meds1.llm.cache import ResponseCache, request_key
 from meds1.llm.ledger import Pricing, estimate_tokens
 
 
-@OFFLINE_TASKS.register("test-llm:reverse")
 def reverse_words(request: LLMRequest) -> str:
     """Reverse the word order."""
     return " ".join(reversed(request.prompt.split()))
 
 
-@OFFLINE_TASKS.register("test-llm:count")
 def count_items(request: LLMRequest):
     n = len(request.payload["items"])
     return str(n), {"offline_rule": "count payload items", "n": n}
@@ -28,10 +26,14 @@ def count_items(request: LLMRequest):
 OFFLINE = {"provider": "offline", "model": None}
 
 
-def test_offline_provider_dispatches_by_task(tmp_path):
-    requests = [LLMRequest(task="test-llm:reverse", prompt="a b c"),
-                LLMRequest(task="test-llm:count", prompt="ignored", payload={"items": [1, 2, 3]}),
-                LLMRequest(task="test-llm:reverse", prompt="one two")]
+def reverse(prompt: str) -> LLMRequest:
+    return LLMRequest(task="test-llm:reverse", prompt=prompt, offline=reverse_words)
+
+
+def test_offline_provider_answers_with_the_stand_in_each_request_carries(tmp_path):
+    requests = [reverse("a b c"),
+                LLMRequest(task="test-llm:count", prompt="ignored", payload={"items": [1, 2, 3]}, offline=count_items),
+                reverse("one two")]
     client = LLMClient(OFFLINE, tmp_path, experiment="exp")
     results = client.run_many(requests)
 
@@ -43,17 +45,16 @@ def test_offline_provider_dispatches_by_task(tmp_path):
     assert not (tmp_path / "llm").exists()  # offline answers are code, not cached
 
 
-def test_an_unknown_offline_task_is_a_one_line_error(tmp_path):
+def test_a_request_without_a_stand_in_is_a_one_line_error_for_the_offline_provider(tmp_path):
     client = LLMClient(OFFLINE, tmp_path, experiment="exp")
-    with pytest.raises(MedS1Error, match=r"experiment 'exp'.*unknown offline LLM task 'test-llm:revers'.*"
-                                         r"did you mean 'test-llm:reverse'"):
-        client.run_many([LLMRequest(task="test-llm:revers", prompt="x")])
+    with pytest.raises(MedS1Error, match=r"experiment 'exp'.*task 'test-llm:bare' carries no offline stand-in"):
+        client.run_many([LLMRequest(task="test-llm:bare", prompt="x")])
     assert client.ledger["failures"] == 1
 
 
 def test_run_many_works_inside_a_running_event_loop(tmp_path):
     async def from_async_code():
-        return LLMClient(OFFLINE, tmp_path).run_many([LLMRequest(task="test-llm:reverse", prompt="x y")])
+        return LLMClient(OFFLINE, tmp_path).run_many([reverse("x y")])
 
     assert [r.text for r in asyncio.run(from_async_code())] == ["y x"]
 
@@ -74,6 +75,9 @@ def test_empty_request_list(tmp_path):
     ({"provider": "gemini", "model": "m", "pricing": {"in": 1}}, "llm.pricing", "USD per 1M"),
     ({"provider": "gemini", "model": ""}, "llm.model", "needs a model"),
     ({"model": "m"}, "llm.provider", "missing provider"),
+    ({"provider": "gemini", "model": "m", "thinking": {"level": "low"}}, "llm.thinking", "thinking_level"),
+    ({"provider": "gemini", "model": "m", "max_failed_share": 1.5}, "llm.max_failed_share", "<= 1"),
+    ({"provider": "gemini", "model": "m", "max_output_tokens": 0}, "llm.max_output_tokens", "integer >= 1"),
 ])
 def test_bad_llm_blocks_are_one_line_errors_naming_the_key(tmp_path, cfg, key, fragment):
     with pytest.raises(MedS1Error) as err:
@@ -144,3 +148,19 @@ def test_an_unreadable_cache_entry_is_a_miss(tmp_path):
     cache.path(key).parent.mkdir(parents=True)
     cache.path(key).write_text('{"text": "tor')
     assert cache.get(key) is None
+
+
+def test_the_llm_blocks_output_limit_and_thinking_reach_every_request_that_sets_none(tmp_path):
+    client = LLMClient({"provider": "gemini", "model": "m", "max_output_tokens": 2048,
+                        "thinking": {"thinking_level": "minimal"}, "thinking_reserve_tokens": 256}, tmp_path)
+    plain = client.prepare(LLMRequest(task="t", prompt="p", params={"temperature": 0.0}))
+    assert plain.params == {"temperature": 0.0, "max_output_tokens": 2048 + 256,
+                            "thinking_config": {"thinking_level": "minimal"}}
+    short = client.prepare(LLMRequest(task="t", prompt="p", params={"max_output_tokens": 10}))
+    assert short.params["max_output_tokens"] == 10 + 256  # the answer keeps its 10 tokens whatever thinking takes
+    off = LLMClient({"provider": "gemini", "model": "m", "thinking": {"thinking_budget": 0},
+                     "thinking_reserve_tokens": 256}, tmp_path)
+    assert off.prepare(LLMRequest(task="t", prompt="p")).params["max_output_tokens"] == 8192  # seed default
+    # the effective params are what is priced and cached: a different limit is a different cache entry
+    assert client.estimate([LLMRequest(task="t", prompt="x" * 40)])["est_cost_usd"] == 0.0
+    assert request_key("gemini", "m", plain) != request_key("gemini", "m", LLMRequest(task="t", prompt="p"))

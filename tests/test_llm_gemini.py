@@ -96,11 +96,13 @@ def test_a_transient_fault_is_retried_once_then_succeeds(serve, tmp_path, fault)
     assert result.text == "QUESTION 0: IS IT 0?"
     assert fake.count == 2
     assert [r.fault for r in fake.requests] == [fault, None]
-    kind = {"503": "503", "malformed": "malformed", "no_text": "malformed"}.get(fault, fault)
+    kind = {"503": "503", "malformed": "malformed", "no_text": "empty"}.get(fault, fault)
     ledger = client.ledger
     assert (ledger["calls"], ledger["retries"], ledger["failures"]) == (1, 1, 0)
     assert ledger["attempt_errors"] == {kind: 1}
-    assert ledger["input_tokens"] == count_tokens("question 0: is it 0?")  # the failed attempt adds nothing
+    # an error costs nothing; an empty reply was answered, so its billed prompt tokens are counted
+    billed = 2 if fault == "no_text" else 1
+    assert ledger["input_tokens"] == billed * count_tokens("question 0: is it 0?")
 
 
 def test_a_reply_that_is_not_the_requested_json_is_retried(serve, tmp_path):
@@ -141,8 +143,10 @@ def test_thirty_percent_mixed_faults_give_the_fault_free_output(serve, tmp_path)
     assert ledger["calls"] == 30 and ledger["failures"] == 0
     # every extra request the server saw was a retry; on a busy machine a slow answer may add a timeout retry
     assert ledger["retries"] == faulty.count - 30 >= sum(injected.values())
-    for key in ("input_tokens", "output_tokens", "cost_usd"):  # failed attempts are not counted
-        assert ledger[key] == clean_ledger[key]
+    # failed attempts cost nothing; only the empty replies' billed prompt tokens are added
+    assert ledger["this_run"]["unusable_replies"] == injected.get("no_text", 0)
+    assert ledger["output_tokens"] == clean_ledger["output_tokens"]
+    assert ledger["input_tokens"] >= clean_ledger["input_tokens"]
 
 
 @pytest.mark.parametrize("fault", ["401", "403", "400_api_key_invalid"])
@@ -186,7 +190,9 @@ def test_a_rerun_with_the_same_cache_makes_zero_requests(serve, tmp_path):
     results = again.run_many(requests)
     assert fake.count == 6
     assert [r.text for r in results] == texts and all(r.cached for r in results)
-    assert (again.ledger["calls"], again.ledger["cached"], again.ledger["cost_usd"]) == (0, 6, 0.0)
+    run = again.ledger["this_run"]
+    assert (run["calls"], run["cached"], run["cost_usd"]) == (0, 6, 0.0)
+    assert again.ledger["calls"] == 6 and again.ledger["runs"] == 1  # all runs: the first one paid for all six
     assert len(list((tmp_path / "cache" / "llm").rglob("*.json"))) == 6
 
 
@@ -239,16 +245,14 @@ def test_the_cost_ceiling_stops_before_a_call_that_could_exceed_it(serve, tmp_pa
         assert ledger["calls"] == 3 and ledger["cost_usd"] == pytest.approx(0.303)
 
 
-def test_requests_are_paced_to_rpm_across_batches(serve, tmp_path):
+def test_requests_are_paced_to_rpm_across_batches_and_clients(serve, tmp_path):
     fake = serve(responder=upper)
-    client = LLMClient(gemini_cfg(rpm=600), tmp_path)  # one request per 0.1 s at most
-    client.run_many(make_requests(4))
-    client.run_many(make_requests(4, prefix="again"))
+    # rpm 600: a burst of 3, then one request per ~0.1 s, whichever client of this cache folder sends it
+    LLMClient(gemini_cfg(rpm=600), tmp_path).run_many(make_requests(5))
+    LLMClient(gemini_cfg(rpm=600), tmp_path).run_many(make_requests(5, prefix="again"))
     times = sorted(r.time for r in fake.requests)
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert len(times) == 8
-    assert min(gaps) > 0.05  # spaced, not a burst (0.1 s nominal; loose for a busy machine)
-    assert times[-1] - times[0] > 0.5
+    assert len(times) == 10
+    assert times[-1] - times[0] > (10 - 3) * 0.1 * 0.9  # only the burst came early: lateness only adds spacing
 
 
 def test_concurrency_bounds_requests_in_flight(serve, tmp_path):
@@ -270,7 +274,8 @@ def test_a_planted_api_key_is_in_no_cache_or_ledger_file(serve, tmp_path):
     assert fake.requests[0].headers["x-goog-api-key"] == secret  # the key was really used
     assert secret not in str(err.value)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(files) == 5
+    assert len([p for p in files if p.parent.parent.name == "llm"]) == 4  # the four cached answers
+    assert (tmp_path / "cache" / "llm_usage" / "ledger.jsonl").exists() and (tmp_path / "llm_cost.json").exists()
     assert not [p for p in files if secret in p.read_text()]
 
 
@@ -285,7 +290,7 @@ def test_an_unknown_model_is_a_clear_error_without_retries(serve, tmp_path):
     fake = serve(faults={"404": 1.0})
     with pytest.raises(MedS1Error, match=r"key 'llm.model'.*'gemini-test' \(HTTP 404"):
         LLMClient(gemini_cfg(), tmp_path, experiment="exp").run_many(make_requests(5))
-    assert fake.count == 1
+    assert fake.count == 1  # not retried (max_retries 8): the same request would be blocked again
 
 
 def test_unknown_generation_params_fail_before_any_request(serve, tmp_path):
@@ -311,3 +316,70 @@ def test_vertex_ai_without_usable_default_credentials_is_a_clear_error(tmp_path,
     with pytest.raises(MedS1Error, match=r"Gemini credentials unusable \(DefaultCredentialsError.*application-default"):
         client.run_many(make_requests(3))
     assert (client.ledger["failures"], client.ledger["retries"]) == (1, 0)
+
+
+# ---- replies without text, per-request give-up, what each call carries
+
+def test_blocked_empty_and_thinking_only_replies_come_back_failed_when_the_caller_keeps_going(serve, tmp_path):
+    # arrival order (concurrency 1, no retries): ok, prompt blocked, answer withheld, thinking only, empty, ok
+    fake = serve(responder=upper, schedule=[None, "blocked", "blocked_reply", "thinking_only", "no_text"])
+    client = LLMClient(gemini_cfg(concurrency=1, max_retries=0, max_failed_share=1.0), tmp_path)
+    results = client.run_many(make_requests(6), keep_going=True)
+
+    assert [r.failed for r in results] == [False, True, True, True, True, False]
+    assert "blocked (SAFETY)" in results[1].error and "withheld (finish reason SAFETY)" in results[2].error
+    assert "thinking_only" in results[3].error and "thinking_reserve_tokens" in results[3].error
+    assert "gave_up_empty" in results[4].error and all(r.text == "" for r in results[1:5])
+    assert fake.count == 6
+    ledger = client.ledger
+    assert (ledger["calls"], ledger["failures"]) == (2, 4)
+    assert ledger["this_run"]["failure_reasons"] == {"blocked": 2, "gave_up_empty": 1, "thinking_only": 1}
+    assert ledger["this_run"]["unusable_replies"] == 4  # billed: the thinking tokens cost money
+    assert ledger["output_tokens"] >= 500
+    assert len(list((tmp_path / "llm").rglob("*.json"))) == 2  # failures are not cached: a rerun asks again
+
+
+def test_without_keep_going_a_blocked_reply_stops_the_batch_with_one_line(serve, tmp_path):
+    fake = serve(responder=upper, faults={"blocked": 1.0})
+    with pytest.raises(MedS1Error, match=r"experiment 'exp': key 'llm': gemini call for task 'judge' gave up: "
+                                         r"blocked: the prompt was blocked \(SAFETY\)"):
+        LLMClient(gemini_cfg(), tmp_path, experiment="exp").run_many(make_requests(5))
+    assert fake.count == 1  # not retried (max_retries 8): the same request would be blocked again
+
+
+def test_more_failures_than_max_failed_share_stop_the_batch(serve, tmp_path):
+    fake = serve(responder=upper, faults={"blocked": 1.0})
+    client = LLMClient(gemini_cfg(concurrency=1, max_failed_share=0.2), tmp_path, experiment="exp")
+    with pytest.raises(MedS1Error, match=r"key 'llm.max_failed_share': 3 of 10 LLM requests failed, more than "
+                                         r"llm.max_failed_share 0.2"):
+        client.run_many(make_requests(10), keep_going=True)
+    assert fake.count == 3  # nothing more is sent once the share is exceeded
+
+
+def test_every_call_goes_out_with_safety_filters_off_and_the_blocks_thinking_settings(serve, tmp_path):
+    fake = serve(responder=upper)
+    cfg = gemini_cfg(thinking={"thinking_level": "minimal"}, thinking_reserve_tokens=100, max_output_tokens=4000)
+    LLMClient(cfg, tmp_path).run_many(make_requests(1) + [LLMRequest(task="rewrite", prompt="long one")])
+    short, long = (r.body for r in sorted(fake.requests, key=lambda r: r.prompt != "question 0: is it 0?"))
+    assert {s["category"]: s["threshold"] for s in short["safetySettings"]} == {
+        "HARM_CATEGORY_HARASSMENT": "OFF", "HARM_CATEGORY_HATE_SPEECH": "OFF",
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT": "OFF", "HARM_CATEGORY_DANGEROUS_CONTENT": "OFF"}
+    assert short["generationConfig"]["maxOutputTokens"] == 64 + 100  # the call's own limit + the thinking reserve
+    assert long["generationConfig"]["maxOutputTokens"] == 4000 + 100  # the llm block's max_output_tokens
+    assert short["generationConfig"]["thinkingConfig"] == {"thinking_level": "MINIMAL"}
+
+
+def test_spending_of_a_resumed_run_adds_to_the_earlier_runs(serve, tmp_path):
+    serve(responder=upper)
+    requests = make_requests(5)
+    first = LLMClient(gemini_cfg(), tmp_path, experiment="exp")
+    first.run_many(requests[:3])                       # the run that was killed after 3 answers
+    resumed = LLMClient(gemini_cfg(), tmp_path, experiment="exp")
+    results = resumed.run_many(requests)               # 3 from the cache, 2 paid now
+    ledger = resumed.ledger
+    assert ledger["this_run"]["calls"] == 2 and ledger["this_run"]["cached"] == 3
+    assert (ledger["calls"], ledger["runs"]) == (5, 2)
+    assert ledger["cost_usd"] == pytest.approx(expected_cost([q.prompt for q in requests], [r.text for r in results]))
+    assert ledger["cost_usd"] == pytest.approx(first.ledger["this_run"]["cost_usd"] + ledger["this_run"]["cost_usd"])
+    other = LLMClient(gemini_cfg(), tmp_path, experiment="other")
+    assert other.ledger["calls"] == 0  # each experiment sums its own lines

@@ -1,58 +1,34 @@
-"""Trace transforms (meds1.traces.extract) through the offline rules, on the HuatuoGPT-o1 demo data."""
+"""Trace transforms (meds1.traces.extract + the table and modules of meds1/traces/transforms/) through their offline
+stand-ins, on the project's own step-trace fixture (tests/data/traces_rows.json: MCQ and free-text rows)."""
 from __future__ import annotations
 
-import json
 import re
+from pathlib import Path
 
 import pytest
 
+from llm_standins import OfflineStandIn, Scripted, trace_rows
 from meds1.errors import MedS1Error
-from meds1.llm.base import OFFLINE_TASKS, LLMResult
-from meds1.traces.extract import EXTRACTS, PROMPTS_DIR, apply_extracts, note_formats, render_prompt, run_extracts
+from meds1.llm.offline import offline_answer
+from meds1.plugins import TRACE_TRANSFORMS
+from meds1.traces.extract import PromptTransform, apply_extracts, run_extracts
+from meds1.traces.prompts import PROMPTS_DIR, render_prompt
 from meds1.traces.steps import parse_steps, split_sentences, step_numbers
+from meds1.traces.transforms.note import note_formats
 
-N_ROWS = 6
-
-
-class OfflineStandIn:
-    """What the offline provider does: answer each request with OFFLINE_TASKS[request.task]."""
-
-    def __init__(self):
-        self.requests, self.results = [], []
-
-    def run_many(self, requests):
-        results = []
-        for request in requests:
-            out = OFFLINE_TASKS.get(request.task)(request)
-            text, meta = out if isinstance(out, tuple) else (out, {})
-            results.append(LLMResult(text=text, provider="offline", meta=meta))
-        self.requests += requests
-        self.results += results
-        return results
-
-
-class Scripted:
-    """A fake LLM: ``reply(request) -> text``."""
-
-    def __init__(self, reply):
-        self.reply, self.requests = reply, []
-
-    def run_many(self, requests):
-        self.requests += requests
-        return [LLMResult(text=self.reply(r)) for r in requests]
+TRACES = Path(__file__).resolve().parents[1] / "meds1" / "traces"
 
 
 @pytest.fixture(scope="module")
-def rows(shared_data):
-    data = json.loads((shared_data / "huatuogpt-o1_demo_data.json").read_text())
-    return [dict(row, id=f"demo-{i}") for i, row in enumerate(data[:N_ROWS])]
+def rows():
+    return trace_rows()
 
 
 @pytest.fixture(scope="module")
 def outputs(rows):
     """Every registered transform run once over the rows: name -> (traces, client)."""
     out = {}
-    for name in EXTRACTS.names():
+    for name in TRACE_TRANSFORMS.names():
         client = OfflineStandIn()
         out[name] = (apply_extracts(rows, [name], client)[0], client)
     return out
@@ -160,7 +136,7 @@ UNCHANGED_BY_DESIGN = {"nejmcr", "nejmcr-qa", "nejmcr-clean"}
 
 
 def test_every_transform_is_checked():
-    assert set(EXTRACTS.names()) == set(CHECKS)
+    assert set(TRACE_TRANSFORMS.names()) == set(CHECKS)
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -181,14 +157,36 @@ def test_requests_carry_rendered_prompts_and_structured_inputs(rows, outputs):
     for request, row in zip(client.requests, rows):
         assert row["Complex_CoT"] in request.prompt and row["Question"] in request.prompt
         assert "{cot}" not in request.prompt and request.payload["cot"] == row["Complex_CoT"]
-        assert request.payload["options"] == row["options"] and request.payload["answer_idx"] == row["answer_idx"]
+        assert request.payload["options"] == row.get("options", {})
+        assert request.payload["answer_idx"] == row.get("answer_idx")
+        assert request.offline is not None and request.params == {"temperature": 0.0}  # the limit: the llm block's
 
 
-def test_every_prompt_template_has_an_offline_rule():
-    tasks = {"perturb-collapse": "perturb:collapse_consecutive", "perturb-answer": "perturb:answer",
-             "restore": "restore"}
-    for path in sorted(PROMPTS_DIR.glob("*.txt")):
-        assert tasks.get(path.stem, f"extract:{path.stem}") in OFFLINE_TASKS, path.name
+def test_every_prompt_template_is_rendered_by_some_plug_in_and_every_request_has_a_stand_in(rows, monkeypatch):
+    import meds1.traces.prompts as prompts
+    from meds1.traces.apply import transform_traces
+
+    used = set()
+    real = prompts.render_prompt
+    monkeypatch.setattr(prompts, "render_prompt", lambda name, **values: used.add(name) or real(name, **values))
+    client = OfflineStandIn()
+    for name in TRACE_TRANSFORMS.names():
+        apply_extracts(rows[:2], [name], client)
+    for ptype in ("collapse_consecutive", "answer"):
+        transform_traces(rows[:4], {"extract": "step", "perturbation": {"type": ptype, "rate": 1.0},
+                                    "restore": True}, client, seed=1)
+    assert used == {p.stem for p in PROMPTS_DIR.glob("*.txt")}
+    assert all(r.offline is not None for r in client.requests)
+
+
+def test_simple_transforms_are_table_rows_and_the_llm_layer_knows_none():
+    rows_of_table = [p.name for p in TRACE_TRANSFORMS if isinstance(p.impl, PromptTransform)]
+    assert {"step", "list", "qa", "socratic", "markdown", "1-sentence", "cot"} <= set(rows_of_table)
+    assert {p.module for p in TRACE_TRANSFORMS if not isinstance(p.impl, PromptTransform)} <= {
+        f"meds1.traces.transforms.{m}" for m in ("note", "cot_step", "nejmcr_qa", "nejmcr_reason_clean", "no_llm")}
+    llm_code = "".join(p.read_text() for p in (TRACES.parent / "llm").glob("*.py"))
+    assert "meds1.traces" not in llm_code and "meds1.curation" not in llm_code and "importlib.import_module(" not in \
+        llm_code.replace("importlib.import_module(_EXPORTS", "")
 
 
 def test_render_prompt_names_missing_placeholders():
@@ -238,9 +236,20 @@ def test_llm_preambles_fences_and_sign_offs_are_trimmed(rows):
 
 def test_empty_llm_output_keeps_the_input_trace_and_empty_traces_are_not_sent(rows):
     client = Scripted(lambda r: "   ")
-    traces, _ = apply_extracts(rows[:2] + [dict(rows[2], Complex_CoT="")], ["step"], client)
-    assert traces == [rows[0]["Complex_CoT"], rows[1]["Complex_CoT"], ""]
+    result = run_extracts(rows[:2] + [dict(rows[2], Complex_CoT="")], ["step"], client)
+    assert result.traces == [rows[0]["Complex_CoT"], rows[1]["Complex_CoT"], ""]
     assert len(client.requests) == 2
+    assert result.failures == [["extract:step: no usable text in the reply"]] * 2 + [[]]
+
+
+def test_a_failed_call_keeps_the_rows_input_and_later_transforms_skip_it(rows):
+    failing = {rows[1]["id"]}
+    client = Scripted(lambda r: None if r.payload["id"] in failing else offline_answer(r)[0])
+    result = run_extracts(rows[:3], ["cot", "step"], client)
+    assert result.traces[1] == rows[1]["Complex_CoT"] and result.questions[1] == rows[1]["Question"]
+    assert result.failures[1] == ["extract:cot: gave_up_500: scripted failure"]
+    assert [r.payload["id"] for r in client.requests].count(rows[1]["id"]) == 1  # step was not asked for it
+    assert all(step_numbers(t) for t in (result.traces[0], result.traces[2]))
 
 
 @pytest.mark.parametrize("reply, expected", [("ISBAR", "ISBAR"), ("**SOAPIE**", "SOAPIE"), ("no idea", "SOAP")])
@@ -248,7 +257,7 @@ def test_note_uses_the_format_the_llm_picks(rows, reply, expected):
     def answer(request):
         if request.task == "extract:note-select":
             return reply
-        return OFFLINE_TASKS.get(request.task)(request)[0]
+        return offline_answer(request)[0]
 
     client = Scripted(answer)
     traces, _ = apply_extracts(rows[:1], ["note"], client)
@@ -258,12 +267,11 @@ def test_note_uses_the_format_the_llm_picks(rows, reply, expected):
 
 
 def test_nejmcr_qa_rewrites_question_and_response_and_keeps_the_case_report(rows):
-    option_lines = "\n".join(f"{k}. {v}" for k, v in rows[0]["options"].items())
-    mcq = dict(rows[0], Question=f"{rows[0]['question']}\n{option_lines}")
+    mcq = rows[0]
     result = run_extracts([mcq], ["nejmcr-qa"], OfflineStandIn())
     assert result.traces == [mcq["Complex_CoT"]]
-    assert result.responses == [rows[0]["answer"]]  # "Parvovirus B19 infection"
-    assert "A. " not in result.questions[0] and rows[0]["question"].split("\n")[0] in result.questions[0]
+    assert result.responses == [mcq["answer"]]  # "Right coronary artery"
+    assert "A. " not in result.questions[0] and mcq["Question"].split("\n")[0][:60] in result.questions[0]
 
 
 def test_nejmcr_clean_and_purity_remove_case_report_mentions(rows):

@@ -1,29 +1,26 @@
-"""Perturbations of step traces (meds1.traces.perturb) on the HuatuoGPT-o1 demo data."""
+"""Perturbations of step traces (meds1.traces.perturb + meds1/traces/perturbations/) on the project's own fixture
+(tests/data/traces_rows.json: 6 MCQ and 6 free-text rows)."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
 
-from llm_standins import OfflineStandIn, Scripted
-
+from llm_standins import OfflineStandIn, Scripted, trace_rows
 from meds1.errors import MedS1Error
-from meds1.llm.base import OFFLINE_TASKS, LLMResult
-from meds1.traces.extract import TraceRow, apply_extracts
-from meds1.traces.perturb import ACCEPTED_RATES, apply_perturbation, merge_groups, name_wrong_letter, shuffle_count
+from meds1.llm.offline import offline_answer
+from meds1.traces.extract import apply_extracts
+from meds1.traces.perturb import ACCEPTED_RATES, apply_perturbation
+from meds1.traces.perturbations.collapse_consecutive import merge_groups
+from meds1.traces.perturbations.shuffle import shuffle_count
 from meds1.traces.steps import ANSWER_SENTENCE, parse_steps
 
-N_ROWS = 12
 SEED = 7
 
 
-
-
 @pytest.fixture(scope="module")
-def rows(shared_data):
-    data = json.loads((shared_data / "huatuogpt-o1_demo_data.json").read_text())
-    return [dict(row, id=f"demo-{i}") for i, row in enumerate(data[:N_ROWS])]
+def rows():
+    return trace_rows()
 
 
 @pytest.fixture(scope="module")
@@ -125,32 +122,80 @@ def test_add_irrelevant_inserts_counted_steps_from_other_traces(rows, step_trace
 
 
 @pytest.mark.parametrize("rate", ACCEPTED_RATES)
-def test_answer_changes_letter_and_last_step_for_exactly_the_counted_rows(rows, step_traces, rate):
+def test_answer_changes_the_response_of_exactly_the_counted_rows_mcq_and_free_text(rows, step_traces, rate):
     new, responses, info = perturb(rows, step_traces, "answer", rate)
     changed = [i for i, meta in enumerate(info) if meta["answer_changed"]]
-    assert len(changed) == int(rate * len(rows))
+    touched = [i for i, meta in enumerate(info) if meta["touched"]]
+    assert len(changed) == len(touched) == int(rate * len(rows))
     for i, row in enumerate(rows):
         before, after = parse_steps(step_traces[i]), parse_steps(new[i])
-        if i in changed:
+        if i not in changed:
+            assert responses[i] == row["Response"] and new[i] == step_traces[i]
+            continue
+        assert responses[i] != row["Response"] and after[-1].body != before[-1].body and after[:-1] == before[:-1]
+        if "options" in row:  # MCQ: a wrong option letter, named with its text
             letter = ANSWER_SENTENCE.findall(responses[i])[-1].upper()
             assert letter != row["answer_idx"] and letter in row["options"] and letter == info[i]["new_letter"]
             assert row["options"][letter] in responses[i]
-            assert after[-1].body != before[-1].body and after[:-1] == before[:-1]
-        else:
-            assert responses[i] == row["Response"] and new[i] == step_traces[i]
 
 
-def test_answer_letter_is_forced_wrong_when_the_llm_keeps_the_right_one(rows, step_traces):
-    client = Scripted(lambda r: f"STEP: I reconsidered.\nRESPONSE: The answer is {r.payload['answer_idx']}.")
-    _, responses, info = perturb(rows, step_traces, "answer", 1.0, client)
-    for row, response, meta in zip(rows, responses, info):
-        assert response == f"The answer is {meta['wrong_letter']}." and meta["wrong_letter"] != row["answer_idx"]
+def reply_with(response: str, step: str = "I reconsidered the findings.") -> str:
+    return f"ORIGINAL ANSWER: x\nWRONG ANSWER: y\nSTEP: {step}\nRESPONSE: {response}"
 
 
-def test_name_wrong_letter_appends_when_no_letter_is_named(rows):
-    row = TraceRow.from_row(rows[0], 0)  # correct answer D
-    assert name_wrong_letter("It is folate deficiency.", "B", row) == "It is folate deficiency. The answer is B."
-    assert name_wrong_letter("The answer is C.", "B", row) == "The answer is C."  # already wrong: kept
+def test_a_reply_that_repeats_the_right_answer_is_rejected_counted_and_kept_unperturbed(rows, step_traces):
+    def repeat(r):  # MCQ: names the correct letter; free text: the original response again
+        return reply_with(f"The answer is {r.payload['answer_idx']}." if r.payload["answer_idx"] else r.payload["answer"])
+    new, responses, info = perturb(rows, step_traces, "answer", 1.0, Scripted(repeat))
+    assert new == step_traces and responses == [row["Response"] for row in rows]
+    assert not any(x["answer_changed"] or x["changed"] for x in info) and all(x["touched"] for x in info)
+    reasons = Counter(x["reason"] for x in info)
+    assert reasons == Counter("rejected: the new response keeps the correct answer " + r["answer_idx"]
+                              if "options" in r else "rejected: the new response repeats the original response"
+                              for r in rows)
+
+
+@pytest.mark.parametrize("reply, reason", [
+    ("STEP: only a step", "the reply has no STEP and RESPONSE"),
+    ("ORIGINAL ANSWER: gout\nWRONG ANSWER: Gout.\nSTEP: s\nRESPONSE: A new paragraph about gout.",
+     "the wrong answer it names is the original answer"),
+])
+def test_free_text_replies_that_change_nothing_are_rejected(rows, step_traces, reply, reason):
+    free = [r for r in rows if "options" not in r]
+    traces = [t for r, t in zip(rows, step_traces) if "options" not in r]
+    _, responses, info = perturb(free, traces, "answer", 1.0, Scripted(lambda r: reply))
+    assert responses == [r["Response"] for r in free] and all(x["reason"] == f"rejected: {reason}" for x in info)
+
+
+def test_an_mcq_reply_that_names_no_option_is_rejected(rows, step_traces):
+    mcq = [r for r in rows if "options" in r]
+    _, _, info = perturb(mcq, step_traces[:len(mcq)], "answer", 1.0,
+                         Scripted(lambda r: reply_with("It is something else entirely.")))
+    assert {x["reason"] for x in info} == {"rejected: the new response names no single answer option"}
+
+
+def test_skip_reports_every_row_it_left_unchanged(rows):
+    short = ["## Step 1: A\n\na\n\n## Step 2: B\n\nb", "## Step 1: A\n\na\n\n## Step 2: B\n\nb\n\n## Step 3: C\n\nc"]
+    new, _, info = perturb(rows[:2], short, "skip", 0.33)  # int(0.33 x 2) = int(0.33 x 3) = 0 steps to skip
+    assert new == short and [x["changed"] for x in info] == [False, False]
+    assert [x["reason"] for x in info] == ["2 step(s) at rate 0.33: no step to skip",
+                                           "3 step(s) at rate 0.33: no step to skip"]
+
+
+def test_rows_whose_earlier_call_failed_are_not_perturbed(rows, step_traces):
+    new, _, info = apply_perturbation(rows[:3], step_traces[:3], {"type": "shuffle", "rate": 1.0}, OfflineStandIn(),
+                                      SEED, failed=[False, True, False])
+    assert new[1] == step_traces[1] and info[1]["touched"] is False and "earlier LLM call" in info[1]["reason"]
+    assert new[0] != step_traces[0] and new[2] != step_traces[2]
+
+
+def test_a_failed_merge_call_leaves_the_row_unperturbed_and_says_so(rows, step_traces):
+    failing = rows[0]["id"]
+    client = Scripted(lambda r: None if r.payload["id"] == failing else offline_answer(r)[0])
+    new, _, info = perturb(rows[:2], step_traces[:2], "collapse_consecutive", 1.0, client)
+    assert new[0] == step_traces[0] and info[0]["changed"] is False
+    assert info[0]["llm_failures"][0].startswith("perturb:collapse_consecutive: gave_up_500")
+    assert len(parse_steps(new[1])) == 1
 
 
 @pytest.mark.parametrize("ptype", ["shuffle", "skip", "collapse_consecutive", "add_irrelevant", "answer"])

@@ -1,29 +1,24 @@
-"""Restore (meds1.traces.restore) and the whole trace pipeline (meds1.traces.apply) on the demo data."""
+"""Restore (meds1.traces.restore) and the whole trace pipeline (meds1.traces.apply) on the project's own fixture."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from llm_standins import OfflineStandIn, Scripted
-
+from llm_standins import OfflineStandIn, Scripted, trace_rows
 from meds1.errors import MedS1Error
-from meds1.llm.base import OFFLINE_TASKS, LLMResult
+from meds1.llm.offline import offline_answer
 from meds1.traces.apply import plan_transforms, transform_traces
 from meds1.traces.extract import apply_extracts
 from meds1.traces.perturb import apply_perturbation
 from meds1.traces.restore import restore_traces
 from meds1.traces.steps import Step, parse_steps, render_steps
 
-N_ROWS = 6
-
-
-
 
 @pytest.fixture(scope="module")
-def rows(shared_data):
-    data = json.loads((shared_data / "huatuogpt-o1_demo_data.json").read_text())
-    return [dict(row, id=f"demo-{i}") for i, row in enumerate(data[:N_ROWS])]
+def rows():
+    mcq, free = trace_rows("mcq"), trace_rows("free")
+    return mcq[:3] + free[:3]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +33,14 @@ def skipped(rows):
 def test_restore_accepts_a_longer_multi_step_rebuild(rows, skipped):
     steps, perturbed = skipped
     client = OfflineStandIn()
-    traces, info = restore_traces(rows, perturbed, steps, client)
+    traces, responses, info = restore_traces(rows, perturbed, steps, client)
     assert [x["restore"] for x in info] == ["restored"] * len(rows)
+    assert responses == [row["Response"] for row in rows]
     for trace, before, meta in zip(traces, perturbed, info):
         assert len(parse_steps(trace)) == meta["steps"] >= 2 and len(trace) > len(before)
     assert [r.task for r in client.requests] == ["restore"] * len(rows)
     assert all(p in r.prompt and r.payload["cot"] == p for r, p in zip(client.requests, perturbed))
+    assert all(row["Response"] in r.prompt for r, row in zip(client.requests, rows))  # it sees the response
 
 
 @pytest.mark.parametrize("reply, reason", [
@@ -53,7 +50,7 @@ def test_restore_accepts_a_longer_multi_step_rebuild(rows, skipped):
 ])
 def test_restore_falls_back_to_the_unperturbed_trace(rows, skipped, reply, reason):
     steps, perturbed = skipped
-    traces, info = restore_traces(rows, perturbed, steps, Scripted(lambda r: reply))
+    traces, _, info = restore_traces(rows, perturbed, steps, Scripted(lambda r: reply))
     assert traces == steps
     assert all(x["restore"] == "fallback" and reason in x["reason"] for x in info)
 
@@ -63,7 +60,7 @@ def test_restore_trims_preambles_and_leaves_unperturbed_rows_alone(rows, skipped
     long_steps = render_steps([Step("One", "x " * 400), Step("Two", "y " * 400)])
     mixed = [perturbed[0], steps[1]]  # row 1 was not changed by its perturbation
     client = Scripted(lambda r: "Sure, here is the restored reasoning:\n\n" + long_steps)
-    traces, info = restore_traces(rows[:2], mixed, steps[:2], client)
+    traces, _, info = restore_traces(rows[:2], mixed, steps[:2], client)
     assert traces == [long_steps, steps[1]] and [x["restore"] for x in info] == ["restored", "unchanged"]
     assert len(client.requests) == 1
 
@@ -81,7 +78,9 @@ def test_pipeline_keeps_every_intermediate_column(rows):
     out = transform_traces(rows, curation, OfflineStandIn(), seed=5)
     cols = out.columns
     assert list(cols) == ["Complex_CoT_original", "Complex_CoT_list", "Complex_CoT_step", "Complex_CoT_perturbed",
-                          "perturbation_info", "Complex_CoT_restored", "restore_status", "restore_info"]
+                          "perturbation_info", "Complex_CoT_restored", "restore_status", "restore_info", "llm_failed"]
+    assert cols["llm_failed"] == [None] * len(rows) and out.counts["llm_failed_rows"] == 0
+    assert out.counts["perturbation"]["touched"] == len(rows) and out.counts["restore"] == {"restored": len(rows)}
     assert cols["Complex_CoT_original"] == [row["Complex_CoT"] for row in rows]
     assert all(t.startswith("- ") for t in cols["Complex_CoT_list"])
     for stepped, perturbed in zip(cols["Complex_CoT_step"], cols["Complex_CoT_perturbed"]):
@@ -96,6 +95,38 @@ def test_pipeline_answer_perturbation_records_the_original_response(rows):
     out = transform_traces(rows, curation, OfflineStandIn(), 1)
     changed = [i for i, (a, b) in enumerate(zip(out.responses, out.columns["Response_original"])) if a != b]
     assert len(changed) == int(0.33 * len(rows)) and out.traces == out.columns["Complex_CoT_perturbed"]
+    assert out.counts["perturbation"] | {"unchanged_by_reason": {}} == {
+        "type": "answer", "rate": 0.33, "touched": 1, "changed": 1, "unchanged": 0, "unchanged_by_reason": {}}
+
+
+def test_answer_plus_restore_keeps_reasoning_and_answer_consistent(rows):
+    curation = {"extract": "step", "perturbation": {"type": "answer", "rate": 1.0}, "restore": True}
+    client = OfflineStandIn()
+    out = transform_traces(rows, curation, client, 1)
+    restores = [r for r in client.requests if r.task == "restore"]
+    assert [r.payload["answer"] for r in restores] == out.responses  # each rebuild was told the wrong response
+    assert all(r != row["Response"] for r, row in zip(out.responses, rows))
+    # a rejected restore reverts BOTH the trace and the response to the unperturbed row
+    stepped = out.columns["Complex_CoT_step"]
+    rejected = transform_traces(rows, curation, Scripted(lambda r: "## Step 1: x\n\ny" if r.task == "restore"
+                                                         else offline_answer(r)[0]), 1)
+    assert rejected.traces == stepped and rejected.responses == [row["Response"] for row in rows]
+    assert set(rejected.columns["restore_status"]) == {"fallback"}
+
+
+def test_failed_rows_keep_their_input_are_marked_and_fail_the_job_past_the_share(rows):
+    failing = {rows[0]["id"]}
+    client = Scripted(lambda r: None if r.payload["id"] in failing else offline_answer(r)[0])
+    client.max_failed_share = 0.2
+    out = transform_traces(rows, {"extract": "step", "perturbation": {"type": "skip", "rate": 1.0}}, client, 1)
+    assert out.traces[0] == rows[0]["Complex_CoT"] and out.responses[0] == rows[0]["Response"]
+    assert json.loads(out.columns["llm_failed"][0])[0].startswith("extract:step: gave_up_500")
+    assert out.columns["llm_failed"][1] is None
+    assert out.counts["llm_failed_rows"] == 1 and out.counts["llm_failed_by_task"] == {"extract:step": 1}
+    assert json.loads(out.columns["perturbation_info"][0])["touched"] is False
+    failing.add(rows[1]["id"])  # 2 of 6 rows > 0.2
+    with pytest.raises(MedS1Error, match=r"key 'llm.max_failed_share': 2 of 6 rows' LLM calls failed"):
+        transform_traces(rows, {"extract": "step"}, client, 1)
 
 
 def test_pipeline_rejects_restore_without_perturbation(rows):

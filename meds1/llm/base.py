@@ -1,8 +1,8 @@
-"""The LLM layer's interface: requests, results, and the offline provider's per-task registry.
+"""The LLM layer's interface: requests and results.
 
 Curation code builds ``LLMRequest``s and hands them to ``meds1.llm.client.LLMClient.run_many``; it never talks to a
-provider directly. The ``offline`` provider answers each request with the deterministic implementation registered for
-its ``task`` in ``OFFLINE_TASKS`` (trace transforms register theirs in ``meds1.traces.offline``).
+provider directly. Each request carries its own deterministic stand-in answer (``offline``), which the ``offline``
+provider returns, so this layer knows no transform, method or task.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class LLMRequest:
     prompt: str                    # the fully rendered prompt text (what a real model sees)
     system: str | None = None
     params: dict[str, Any] = field(default_factory=dict)   # temperature, max_output_tokens, ...
-    payload: dict[str, Any] = field(default_factory=dict)  # structured inputs for the offline provider (not sent)
+    payload: dict[str, Any] = field(default_factory=dict)  # structured inputs for the offline stand-in (not sent)
     # The deterministic stand-in answer, fn(request) -> str | (str, meta): set by whoever builds the request, so the
     # LLM layer needs to know no transform, method or task. Not part of the cache key.
     offline: Callable[["LLMRequest"], Any] | None = field(default=None, compare=False, repr=False)
@@ -33,7 +33,13 @@ class LLMResult:
     provider: str = ""
     model: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. {"offline_rule": "split sentences into steps"}
+    error: str | None = None  # set when the request was given up on (``run_many(..., keep_going=True)``); text ""
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
 
-# task name -> fn(request) -> str | (str, meta dict)
+# Deprecated shim: the offline provider reads ``LLMRequest.offline`` and never looks here. Kept only while
+# meds1/curation/offline_tasks.py and tests/test_curation_s1.py still register / read by task name.
 OFFLINE_TASKS: PluginRegistry[Callable[[LLMRequest], Any]] = PluginRegistry("offline LLM task")

@@ -1,18 +1,21 @@
 """Persistent, content-addressed LLM response cache: one JSON file per request, ``<cache_dir>/llm/ab/abcd….json``.
 
 The key is the sha256 of (provider, model, prompt, system, params), so two experiments that send the same request
-share one answer and a rerun makes no calls. Each file is written atomically under a unique temporary name
-(``meds1.io.write_json``), so two processes writing the same key at once both leave a complete file. Files hold the
+share one answer and a rerun makes no calls. Each file is written under a unique temporary name and renamed, so two
+processes writing the same key at once both leave a complete file. (Not ``meds1.io.atomic_path``: it sweeps other
+writers' temporary files, which is right for a job's own outputs and wrong for a cache that parallel jobs share.) Files hold the
 answer and its token counts only: never credentials.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+import uuid
 from pathlib import Path
 
-from meds1.io import read_json, write_json
+from meds1.io import read_json
 from meds1.llm.base import LLMRequest, LLMResult
 
 CACHE_VERSION = 1
@@ -45,8 +48,21 @@ class ResponseCache:
             return None  # unreadable entry: treat as a miss; the fresh answer overwrites it
 
     def put(self, key: str, task: str, result: LLMResult) -> None:
-        write_json(self.path(key), {
+        _write_atomically(self.path(key), {
             "version": CACHE_VERSION, "key": key, "task": task, "provider": result.provider, "model": result.model,
             "text": result.text, "input_tokens": result.input_tokens, "output_tokens": result.output_tokens,
             "meta": result.meta, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
+
+
+def _write_atomically(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(entry, fh, ensure_ascii=False, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())  # a paid answer must survive a crash right after the call
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

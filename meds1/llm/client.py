@@ -3,12 +3,15 @@
     client = build_client(spec)                          # spec = the curate spec (spec["llm"], spec["cache_dir"])
     print(client.estimate(requests))                     # {"calls": 812, "cached": 188, "est_cost_usd": 0.41}
     results = client.run_many(requests, desc="extract")  # same order as requests; cached ones have cached=True
+    results = client.run_many(requests, keep_going=True) # a request that cannot be answered comes back with .error
     client.write_ledger("curated/exp/llm_cost.json")
 
-Around each provider call it adds: a persistent cache (a rerun makes no calls), a request pacer (never more than
-``rpm`` requests in any 60 s window), bounded concurrency, retries with exponential backoff + jitter on transient
-errors, a cost ledger and an optional cost ceiling. On the first fatal error no new request is sent; requests
-already sent finish and are cached, so a rerun resumes where this one stopped.
+Around each provider call it adds: the llm block's default params (``max_output_tokens``, ``thinking``), a persistent
+cache (a rerun makes no calls), a request pacer and a cost ceiling shared by every job on the same cache folder
+(``meds1.llm.limits``), bounded concurrency, retries with exponential backoff + jitter on transient errors and a
+cost ledger. On a fatal error no new request is sent; requests already sent finish and are cached, so a rerun
+resumes where this one stopped. With ``keep_going``, a request given up on (retries exhausted, a blocked reply) does
+not stop the others unless more than ``max_failed_share`` of the batch has failed.
 """
 from __future__ import annotations
 
@@ -19,11 +22,9 @@ import dataclasses
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from tqdm import tqdm
 
@@ -32,102 +33,27 @@ from meds1.io import write_json
 from meds1.llm import gemini, offline  # noqa: F401  (register the built-in providers)
 from meds1.llm.base import LLMRequest, LLMResult
 from meds1.llm.cache import ResponseCache, request_key
-from meds1.llm.ledger import CostCeilingReached, CostLedger, Pricing
-from meds1.llm.providers import PROVIDERS, Provider, TransientLLMError
+from meds1.llm.ledger import CostCeilingReached, CostLedger
+from meds1.llm.limits import SharedPacer, SharedSpending, SharedState
+from meds1.llm.providers import PROVIDERS, Provider, RequestFailed, TransientLLMError
+from meds1.llm.settings import LLM_KEYS, LLMSettings, parse_settings
 
 log = logging.getLogger("meds1.llm")
 
-DEFAULT_CONCURRENCY = 32
-DEFAULT_MAX_RETRIES = 6
-DEFAULT_BACKOFF_BASE_S = 1.0
-DEFAULT_BACKOFF_MAX_S = 60.0
-LLM_KEYS = ("provider", "model", "rpm", "pricing", "base_url", "max_cost_usd", "concurrency", "max_retries",
-            "backoff_base_s", "backoff_max_s", "timeout_s")
+__all__ = ["LLM_KEYS", "LLMClient", "LLMSettings", "build_client", "parse_settings"]
 
 
 class _Stopped(Exception):
     """Another request failed fatally: this one is not sent."""
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# settings
-# ---------------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LLMSettings:
-    provider: str
-    model: str
-    pricing: Pricing
-    rpm: float | None
-    max_cost_usd: float | None
-    concurrency: int
-    max_retries: int
-    backoff_base_s: float
-    backoff_max_s: float
-
-
-def parse_settings(cfg: Any, experiment: str | None = None) -> LLMSettings:
-    """Validate the llm block strictly: one-line MedS1Error naming the key on anything odd."""
-    if not isinstance(cfg, dict):
-        raise MedS1Error("the llm block must be a mapping", experiment=experiment, key="llm")
-    for key in cfg:
-        if "api_key" in key.lower() or key.lower() in ("key", "credentials", "token"):
-            raise MedS1Error("credentials are read from the environment only (GEMINI_API_KEY / GOOGLE_API_KEY or "
-                             "Vertex AI settings); remove it from the config", experiment=experiment, key=f"llm.{key}")
-        if key not in LLM_KEYS:
-            raise MedS1Error("unknown key", experiment=experiment, key=f"llm.{key}", choices=LLM_KEYS, value=key)
-    if not cfg.get("provider"):
-        raise MedS1Error("missing provider", experiment=experiment, key="llm.provider", choices=PROVIDERS.names())
-    num = _NumberReader(cfg, experiment)
-    max_cost = num.get("max_cost_usd", None, minimum=0.0)
-    if max_cost is not None and not cfg.get("pricing"):
-        raise MedS1Error("max_cost_usd needs pricing {input, output} (USD per 1M tokens)", experiment=experiment,
-                         key="llm.pricing")
-    return LLMSettings(
-        provider=str(cfg["provider"]), model=str(cfg.get("model") or ""), pricing=_parse_pricing(cfg, experiment),
-        rpm=num.get("rpm", None, minimum=1e-9), max_cost_usd=max_cost,
-        concurrency=int(num.get("concurrency", DEFAULT_CONCURRENCY, minimum=1, integer=True)),
-        max_retries=int(num.get("max_retries", DEFAULT_MAX_RETRIES, minimum=0, integer=True)),
-        backoff_base_s=num.get("backoff_base_s", DEFAULT_BACKOFF_BASE_S, minimum=0.0),
-        backoff_max_s=num.get("backoff_max_s", DEFAULT_BACKOFF_MAX_S, minimum=0.0),
-    )
-
-
-@dataclass
-class _NumberReader:
-    cfg: dict
-    experiment: str | None
-
-    def get(self, key: str, default, *, minimum: float, integer: bool = False):
-        value = self.cfg.get(key)
-        if value is None:
-            return default
-        ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool) and value >= minimum
-        if not ok:
-            kind = "an integer" if integer else "a number"
-            raise MedS1Error(f"must be {kind} >= {minimum:g}, got {value!r}", experiment=self.experiment,
-                             key=f"llm.{key}")
-        return float(value) if not integer else value
-
-
-def _parse_pricing(cfg: dict, experiment: str | None) -> Pricing:
-    pricing = cfg.get("pricing") or {}
-    if not isinstance(pricing, dict) or set(pricing) - {"input", "output"}:
-        raise MedS1Error(f"must be {{'input': USD per 1M tokens, 'output': USD per 1M tokens}}, got {pricing!r}",
-                         experiment=experiment, key="llm.pricing")
-    num = _NumberReader(pricing, experiment)
-    return Pricing(input=num.get("input", 0.0, minimum=0.0), output=num.get("output", 0.0, minimum=0.0))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# one batch: concurrency, pacing and the stop switch
-# ---------------------------------------------------------------------------------------------------------------------
 class _Batch:
-    """Per-``run_many`` state that lives inside one event loop."""
+    """Per-``run_many`` state that lives inside one event loop: concurrency, the stop switch, failures."""
 
-    def __init__(self, concurrency: int, rpm: float | None):
+    def __init__(self, concurrency: int, size: int, keep_going: bool, max_failed_share: float):
         self.semaphore = asyncio.Semaphore(concurrency)
-        # capacity 1 (no burst): consecutive sends are >= 60/rpm s apart, so no 60 s window sees more than rpm
-        self.limiter = AsyncLimiter(1, 60.0 / rpm) if rpm else None
+        self.size, self.keep_going, self.max_failed_share = size, keep_going, max_failed_share
+        self.failed = 0
         self.error: BaseException | None = None
         self._tasks: set[asyncio.Task] = set()
         self._sending: set[asyncio.Task] = set()
@@ -152,6 +78,9 @@ class _Batch:
         for task in self._tasks - self._sending - {current}:
             task.cancel()  # waiting for a slot, the pacer or a backoff: no new request goes out
 
+    def too_many_failures(self) -> bool:
+        return self.failed > self.max_failed_share * self.size
+
     def check(self) -> None:
         if self.error is not None:
             raise _Stopped()
@@ -164,25 +93,41 @@ class LLMClient:
         provider_cls = PROVIDERS.get(self.settings.provider, experiment=experiment, key="llm.provider")
         self.provider: Provider = provider_cls(llm_cfg, experiment=experiment)
         self.cache = ResponseCache(cache_dir)
+        shared = SharedState(cache_dir) if self.provider.network else None  # the offline rules cost nothing
+        timeout = float(llm_cfg.get("timeout_s") or gemini.DEFAULT_TIMEOUT_S)
+        spending = SharedSpending(shared, self.settings.max_cost_usd, timeout + 60.0) if shared else None
+        self.pacer = (SharedPacer(shared, f"{self.settings.provider}/{self.provider.model}", self.settings.rpm)
+                      if shared and self.settings.rpm else None)
         self._ledger = CostLedger(provider=self.settings.provider, model=self.provider.model,
                                   pricing=self.settings.pricing, max_cost_usd=self.settings.max_cost_usd,
-                                  experiment=experiment)
-        self._last_send: float | None = None  # time.monotonic() of the last request, to pace across batches
+                                  experiment=experiment, shared=spending)
 
     # -- public ------------------------------------------------------------------------------------------------------
     @property
     def ledger(self) -> dict:
         return self._ledger.as_dict()
 
+    @property
+    def max_failed_share(self) -> float:
+        return self.settings.max_failed_share
+
     def write_ledger(self, path: str | Path) -> None:
         write_json(path, self.ledger)
+
+    def prepare(self, request: LLMRequest) -> LLMRequest:
+        """The request as it is sent, cached and priced: the llm block's default params filled in, and the thinking
+        reserve added to its output limit (thinking tokens count against it)."""
+        params = {**self.settings.default_params(), **request.params}
+        if self.settings.thinking_reserve_tokens and self.settings.thinks:
+            params["max_output_tokens"] = int(params["max_output_tokens"]) + self.settings.thinking_reserve_tokens
+        return dataclasses.replace(request, params=params)
 
     def estimate(self, requests: Iterable[LLMRequest]) -> dict:
         """How many calls ``run_many`` would make and what they may cost, without calling anything."""
         seen: set[str] = set()
         calls = cached = 0
         cost = 0.0
-        for request in requests:
+        for request in map(self.prepare, requests):
             key = self._key(request)
             if key is not None and (key in seen or self.cache.get(key) is not None):
                 cached += 1
@@ -193,22 +138,28 @@ class LLMClient:
             cost += self._ledger.estimate(request)
         return {"calls": calls, "cached": cached, "est_cost_usd": round(cost, 8)}
 
-    def run_many(self, requests: Iterable[LLMRequest], desc: str = "") -> list[LLMResult]:
-        """Answer every request (order preserved). Raises MedS1Error on a fatal error after sent calls finish."""
-        requests = list(requests)
+    def run_many(self, requests: Iterable[LLMRequest], desc: str = "", *, keep_going: bool = False
+                 ) -> list[LLMResult]:
+        """Answer every request (order preserved). Raises MedS1Error on a fatal error after sent calls finish.
+
+        ``keep_going``: a request given up on comes back as ``LLMResult(text="", error=reason)`` instead of stopping
+        the batch, until more than ``max_failed_share`` of the batch has failed.
+        """
+        requests = [self.prepare(r) for r in requests]
         results: list[LLMResult | None] = [None] * len(requests)
         groups = self._uncached_groups(requests, results)
         n_done = sum(r is not None for r in results)
+        batch = _Batch(self.settings.concurrency, len(requests), keep_going, self.settings.max_failed_share)
         with tqdm(total=len(requests), initial=n_done, desc=desc or f"llm {self.settings.provider}", unit="req",
                   file=sys.stderr, dynamic_ncols=True, mininterval=1.0) as bar:
             if groups:
-                _run_sync(lambda: self._run_groups(requests, groups, results, bar))
+                _run_sync(lambda: self._run_groups(requests, groups, results, bar, batch))
         return results  # type: ignore[return-value]
 
     # -- cache -------------------------------------------------------------------------------------------------------
     def cached(self, request: LLMRequest) -> LLMResult | None:
         """The stored answer to ``request``, if any (no call is made)."""
-        key = self._key(request)
+        key = self._key(self.prepare(request))
         return self.cache.get(key) if key is not None else None
 
     def _key(self, request: LLMRequest) -> str | None:
@@ -230,9 +181,7 @@ class LLMClient:
         return [(key if isinstance(key, str) else None, idxs) for key, idxs in groups.items()]
 
     # -- async core --------------------------------------------------------------------------------------------------
-    async def _run_groups(self, requests, groups, results, bar) -> None:
-        batch = _Batch(self.settings.concurrency, self.settings.rpm if self.provider.network else None)
-        await self._wait_after_previous_batch()
+    async def _run_groups(self, requests, groups, results, bar, batch: _Batch) -> None:
         await self.provider.open()
         try:
             # the first call goes alone: bad credentials or a wrong model name then cost one request, not 32
@@ -260,18 +209,38 @@ class LLMClient:
         except CostCeilingReached as err:
             batch.fail(err)
             return
+        except RequestFailed as err:
+            result = self._give_up(request, err, batch, len(idxs))
+            if result is None:
+                return
         except Exception as err:
-            self._ledger.failures += 1
+            self._ledger.record_failure("fatal")
             batch.fail(err)
             return
-        if key is not None:
+        if key is not None and not result.failed:
             self.cache.put(key, request.task, result)
         results[idxs[0]] = result
         for i in idxs[1:]:  # identical requests in the same batch: one call, the copies count as cache hits
-            results[i] = dataclasses.replace(result, cached=True)
-            self._ledger.cached += 1
+            results[i] = dataclasses.replace(result, cached=not result.failed)
+            self._ledger.cached += not result.failed
         bar.update(len(idxs))
         bar.set_postfix(cost=f"${self._ledger.cost_usd:.4f}", retries=self._ledger.retries, refresh=False)
+
+    def _give_up(self, request: LLMRequest, err: RequestFailed, batch: _Batch, n: int) -> LLMResult | None:
+        """A request that cannot be answered: a failed result (keep_going), or the batch's fatal error."""
+        self._ledger.record_failure(err.kind)
+        message = f"{self.settings.provider} call for task '{request.task}' gave up: {err}"
+        if not batch.keep_going:
+            batch.fail(MedS1Error(message, experiment=self.experiment, key="llm"))
+            return None
+        batch.failed += n
+        log.warning("%s", message)
+        if batch.too_many_failures():
+            batch.fail(MedS1Error(
+                f"{batch.failed} of {batch.size} LLM requests failed, more than llm.max_failed_share "
+                f"{batch.max_failed_share:g} (last: {err}); answers so far are cached, a rerun retries only the rest",
+                experiment=self.experiment, key="llm.max_failed_share"))
+        return LLMResult(text="", provider=self.settings.provider, model=self.provider.model, error=str(err))
 
     async def _call(self, request: LLMRequest, batch: _Batch) -> LLMResult:
         if not self.provider.network:
@@ -286,38 +255,36 @@ class LLMClient:
         try:
             return await retrying(self._attempt, request, batch)
         except TransientLLMError as err:
-            raise MedS1Error(f"{s.provider} call for task '{request.task}' failed after {s.max_retries + 1} "
-                             f"attempts; last error {err}", experiment=self.experiment, key="llm") from None
+            raise RequestFailed(f"gave_up_{err.kind}", f"failed after {s.max_retries + 1} attempts; last error "
+                                                       f"{err}") from None
 
     async def _attempt(self, request: LLMRequest, batch: _Batch) -> LLMResult:
         async with batch.semaphore:
             batch.check()
-            if batch.limiter is not None:
-                await batch.limiter.acquire()
+            if self.pacer is not None:
+                send_at = await asyncio.to_thread(self.pacer.book)
+                await asyncio.sleep(max(0.0, send_at - time.time()))
             batch.check()
-            estimate = self._ledger.reserve(request)  # raises CostCeilingReached before anything is sent
-            self._last_send = time.monotonic()
+            token = self._ledger.reserve(request)  # raises CostCeilingReached before anything is sent
             with batch.sending():
+                result, unusable = None, None
                 try:
                     result = await self.provider.generate(request)
                 except TransientLLMError as err:
                     self._ledger.record_attempt_error(err.kind)
+                    unusable = err.usage
                     raise
-                else:
-                    self._ledger.record_success(result)
+                except RequestFailed as err:
+                    unusable = err.usage
+                    raise
                 finally:
-                    self._ledger.release(estimate)
+                    self._ledger.release(token, result, unusable)
         return result
 
     def _before_retry(self, state) -> None:
         self._ledger.record_retry()
         log.info("retrying in %.2fs after %s (attempt %d)", state.next_action.sleep if state.next_action else 0.0,
                  state.outcome.exception(), state.attempt_number)
-
-    async def _wait_after_previous_batch(self) -> None:
-        """A fresh limiter starts empty: keep the spacing from the previous batch's last request."""
-        if self.settings.rpm and self.provider.network and self._last_send is not None:
-            await asyncio.sleep(max(0.0, self._last_send + 60.0 / self.settings.rpm - time.monotonic()))
 
 
 def _run_sync(make_coro):

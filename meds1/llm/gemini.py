@@ -4,6 +4,11 @@ Credentials (never from config files): ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``, 
 ``GOOGLE_GENAI_USE_VERTEXAI=true``, ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_LOCATION`` and application-default
 credentials. ``base_url`` comes from the llm block or ``GOOGLE_GEMINI_BASE_URL`` (tests point it at a fake server).
 The SDK's own retries are switched off (``HttpRetryOptions(attempts=1)``): the client's tenacity loop is the only one.
+
+Every call goes out with the safety filters off (as the seed system sent them: medical text trips them) and with the
+thinking settings the llm block gives (``thinking``, added by the client to the request's params). A reply without
+text is classified: blocked (prompt or answer withheld) and "the output limit went to thinking" are ``RequestFailed``
+(retrying the same request cannot help); an otherwise empty reply is transient and retried.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Any
 
 from meds1.errors import MedS1Error
 from meds1.llm.base import LLMRequest, LLMResult
-from meds1.llm.providers import PROVIDERS, Provider, TransientLLMError
+from meds1.llm.providers import PROVIDERS, Provider, RequestFailed, TransientLLMError
 
 KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 VERTEX_VARS = ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION")
@@ -21,6 +26,9 @@ DEFAULT_TIMEOUT_S = 120.0
 CREDENTIALS_HELP = ("set GEMINI_API_KEY (or GOOGLE_API_KEY) to a valid key, or use Vertex AI: "
                     "GOOGLE_GENAI_USE_VERTEXAI=true, GOOGLE_CLOUD_PROJECT, GOOGLE_CLOUD_LOCATION and "
                     "application-default credentials (gcloud auth application-default login)")
+SAFETY_OFF = ("HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH", "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+              "HARM_CATEGORY_DANGEROUS_CONTENT")
+BLOCKED_FINISH = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "LANGUAGE", "MODEL_ARMOR"}
 
 
 def use_vertex() -> bool:
@@ -105,8 +113,10 @@ class GeminiProvider(Provider):
     def _config(self, request: LLMRequest):
         from google.genai import types
 
+        safety = [types.SafetySetting(category=c, threshold="OFF") for c in SAFETY_OFF]
         try:
-            return types.GenerateContentConfig(system_instruction=request.system, **request.params)
+            return types.GenerateContentConfig(system_instruction=request.system, safety_settings=safety,
+                                               **request.params)
         except Exception as err:  # pydantic forbids unknown fields
             raise MedS1Error(f"invalid Gemini generation params {sorted(request.params)} for task "
                              f"'{request.task}': {str(err).splitlines()[0]}", experiment=self.experiment,
@@ -141,22 +151,42 @@ class GeminiProvider(Provider):
         return err
 
     def _result(self, request: LLMRequest, response) -> LLMResult:
+        usage = _usage(response)
         text = response.text
-        finish = _finish_reason(response)
         if not text:
-            raise TransientLLMError("malformed", f"reply has no text (finish reason {finish})")
+            raise _no_text(request, response, usage)
         if request.params.get("response_mime_type") == "application/json":
             try:
                 json.loads(text)
             except ValueError:
-                raise TransientLLMError("malformed", "reply is not the JSON that was asked for") from None
-        usage = response.usage_metadata
-        prompt_tokens = int(getattr(usage, "prompt_token_count", 0) or 0)
-        # thinking tokens are billed at the output rate, so they count as output
-        output_tokens = int(getattr(usage, "candidates_token_count", 0) or 0) + int(
-            getattr(usage, "thoughts_token_count", 0) or 0)
-        return LLMResult(text=text, input_tokens=prompt_tokens, output_tokens=output_tokens, provider=self.name,
-                         model=self.model, meta={"finish_reason": finish})
+                raise TransientLLMError("malformed", "reply is not the JSON that was asked for", usage) from None
+        return LLMResult(text=text, input_tokens=usage[0], output_tokens=usage[1], provider=self.name,
+                         model=self.model, meta={"finish_reason": _finish_reason(response)})
+
+
+def _usage(response) -> tuple[int, int]:
+    """(input, output) tokens billed; thinking tokens are billed at the output rate, so they count as output."""
+    usage = response.usage_metadata
+    output = int(getattr(usage, "candidates_token_count", 0) or 0) + int(getattr(usage, "thoughts_token_count", 0) or 0)
+    return int(getattr(usage, "prompt_token_count", 0) or 0), output
+
+
+def _no_text(request: LLMRequest, response, usage: tuple[int, int]) -> Exception:
+    """Why a reply has no text: blocked and thinking-only replies will not change on a retry; empty ones may."""
+    finish = _finish_reason(response)
+    feedback = getattr(response, "prompt_feedback", None)
+    blocked = getattr(getattr(feedback, "block_reason", None), "value", None) or getattr(feedback, "block_reason", None)
+    if blocked:
+        return RequestFailed("blocked", f"the prompt was blocked ({blocked})", usage)
+    if finish in BLOCKED_FINISH:
+        return RequestFailed("blocked", f"the reply was withheld (finish reason {finish})", usage)
+    thoughts = int(getattr(response.usage_metadata, "thoughts_token_count", 0) or 0)
+    if finish == "MAX_TOKENS":
+        limit = request.params.get("max_output_tokens")
+        return RequestFailed("thinking_only" if thoughts else "max_tokens",
+                             f"the output limit ({limit} tokens) was used up before any text ({thoughts} thinking "
+                             f"tokens): raise llm.thinking_reserve_tokens or lower llm.thinking", usage)
+    return TransientLLMError("empty", f"reply has no text (finish reason {finish}, {thoughts} thinking tokens)", usage)
 
 
 def _finish_reason(response) -> str | None:

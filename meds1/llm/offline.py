@@ -1,30 +1,29 @@
-"""The ``offline`` provider: answers each request with the deterministic function registered for its task.
+"""The ``offline`` provider: answers each request with the deterministic stand-in the request carries.
 
-Trace transforms register their implementations in ``meds1.traces.offline``
-(``@OFFLINE_TASKS.register("extract:step")``); that module is imported here when it exists, so a script that only
-builds a client still finds them.
+Whoever builds a request attaches its stand-in (``LLMRequest(..., offline=fn)``, ``fn(request) -> text | (text,
+meta)``), so this provider knows no task. The answer's ``meta["offline_rule"]`` says what the stand-in did.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
-from meds1.llm.base import OFFLINE_TASKS, LLMRequest, LLMResult
+from meds1.errors import MedS1Error
+from meds1.llm.base import LLMRequest, LLMResult
 from meds1.llm.providers import PROVIDERS, Provider
-
-IMPLEMENTATION_MODULES = ("meds1.traces.offline", "meds1.curation.offline_tasks")
-
-
-def load_offline_implementations() -> None:
-    for module in IMPLEMENTATION_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
 
 
 def describe_rule(fn) -> str:
     """What the result's ``meta["offline_rule"]`` says when the function does not say it itself."""
     doc = (getattr(fn, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else getattr(fn, "__name__", "offline rule")
+
+
+def offline_answer(request: LLMRequest) -> tuple[str, dict]:
+    """(text, meta) of the request's stand-in; a request without one is a one-line error naming its task."""
+    if request.offline is None:
+        raise MedS1Error(f"the request for task '{request.task}' carries no offline stand-in (LLMRequest.offline), "
+                         "so the offline provider cannot answer it", key="llm.provider")
+    answer = request.offline(request)
+    text, meta = answer if isinstance(answer, tuple) else (answer, {})
+    return str(text), {"offline_rule": describe_rule(request.offline), **dict(meta)}
 
 
 @PROVIDERS.register("offline")
@@ -36,11 +35,10 @@ class OfflineProvider(Provider):
     def __init__(self, cfg, *, experiment=None):
         super().__init__(cfg, experiment=experiment)
         self.model = self.model or "offline"
-        load_offline_implementations()
 
     async def generate(self, request: LLMRequest) -> LLMResult:
-        fn = OFFLINE_TASKS.get(request.task, experiment=self.experiment, key="llm.provider")
-        answer = fn(request)
-        text, meta = answer if isinstance(answer, tuple) else (answer, {})
-        return LLMResult(text=str(text), provider=self.name, model=self.model,
-                         meta={"offline_rule": describe_rule(fn), **dict(meta)})
+        try:
+            text, meta = offline_answer(request)
+        except MedS1Error as err:
+            raise MedS1Error(err.message, experiment=self.experiment, key=err.key) from None
+        return LLMResult(text=text, provider=self.name, model=self.model, meta=meta)

@@ -3,8 +3,10 @@
 A new provider is one small class registered with ``@PROVIDERS.register("name")``. The client (``meds1.llm.client``)
 does everything around the call: cache, rate limit, retries, cost ledger, ceiling, progress. A provider only has to
 
-- raise ``TransientLLMError`` for anything worth retrying (rate limit, 5xx, timeout, malformed reply), and
-- raise ``MedS1Error`` for anything that will not get better by retrying (bad credentials, unknown model).
+- raise ``TransientLLMError`` for anything worth retrying (rate limit, 5xx, timeout, malformed reply),
+- raise ``RequestFailed`` when this one request will get no usable answer however often it is sent (a blocked
+  prompt, an output limit spent on thinking): the client gives up on it alone, and
+- raise ``MedS1Error`` for anything that stops every request (bad credentials, unknown model).
 """
 from __future__ import annotations
 
@@ -15,10 +17,21 @@ from meds1.plugins import PluginRegistry
 
 
 class TransientLLMError(Exception):
-    """A failed attempt worth retrying; ``kind`` ("429", "500", "timeout", "malformed", ...) feeds the ledger."""
+    """A failed attempt worth retrying; ``kind`` ("429", "500", "timeout", "malformed", ...) feeds the ledger.
 
-    def __init__(self, kind: str, message: str):
-        self.kind = kind
+    ``usage``: (input, output) tokens when the provider answered (and billed) but the answer was unusable.
+    """
+
+    def __init__(self, kind: str, message: str, usage: tuple[int, int] | None = None):
+        self.kind, self.usage = kind, usage
+        super().__init__(f"{kind}: {message}")
+
+
+class RequestFailed(Exception):
+    """This request gets no usable answer and retrying will not change that; other requests are not affected."""
+
+    def __init__(self, kind: str, message: str, usage: tuple[int, int] | None = None):
+        self.kind, self.usage = kind, usage
         super().__init__(f"{kind}: {message}")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from meds1.curation.settings import DEFAULT_EMBEDDER
 from meds1.errors import MedS1Error
+from meds1.llm.settings import ENTRY_KEYS  # what the LLM client takes from a config.json model entry
 from meds1.plugins import TRACE_FORMATS
 
 
@@ -72,7 +73,6 @@ def trace_format(exp, model: dict) -> str:
     return exp.config.get("format") or model.get("format") or "huatuo"
 
 
-LLM_KEYS = ("rpm", "pricing", "base_url", "concurrency", "max_retries", "timeout_s", "backoff_base_s", "backoff_max_s")  # what the LLM client takes from a config.json model entry
 
 
 def llm_entry(reg, role: str = "curation") -> dict:
@@ -86,7 +86,7 @@ def llm_entry(reg, role: str = "curation") -> dict:
         raise MedS1Error(f"unknown model '{key}'", file="workflow_config.yaml", key="curation_llm",
                          choices=reg.config["models"], value=key)
     entry = reg.config["models"][key]
-    out = {k: copy.deepcopy(entry[k]) for k in LLM_KEYS if entry.get(k) is not None}
+    out = {k: copy.deepcopy(entry[k]) for k in ENTRY_KEYS if entry.get(k) is not None}
     if isinstance(out.get("pricing"), dict) and "rpm" in out["pricing"]:
         out.setdefault("rpm", out["pricing"]["rpm"])
         out["pricing"] = {k: v for k, v in out["pricing"].items() if k != "rpm"}

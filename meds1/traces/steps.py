@@ -64,6 +64,12 @@ def render_steps(steps: list[Step]) -> str:
     return "\n\n".join(blocks)
 
 
+def normalise_steps(text: str) -> str:
+    """Steps renumbered 1..N with one heading style (an LLM may write "### Step 2 -"); other text as it is."""
+    steps = parse_steps(text)
+    return render_steps(steps) if steps else text
+
+
 def step_numbers(text: str) -> list[int]:
     return [int(m.group(1)) for m in STEP_HEADING.finditer(text or "")]
 

@@ -1,1 +1,2 @@
-"""Step-level perturbations (``curation.perturbation.type``): each registers with ``meds1.plugins.PERTURBATIONS``."""
+"""Step-level perturbations (``curation.perturbation.type``): one module each, registered with
+``meds1.plugins.PERTURBATIONS``; the engine is ``meds1.traces.perturb``."""
