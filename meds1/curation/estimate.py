@@ -5,7 +5,8 @@
         --stand-in huatuo-sft=data/sample.json --rows huatuo-sft=25371
 
 The curation runs for real with estimating clients: every request is priced against the real provider's cache and
-pricing (cached requests cost nothing; each request's own ``max_output_tokens`` bounds its output) and then answered
+pricing (cached requests cost nothing; each reply is priced at its whole output budget, the request's own
+``max_output_tokens``, so the figure is an upper bound: "USD <=") and then answered
 by its offline stand-in, so later steps see plausible input and are counted too. Kinds of LLM call: ``rewrite``
 (trace transforms and perturbations), ``restore``, ``judge`` (s1's base_judge) and ``specialty`` (s1's labeller; an
 upper bound: the stand-in base model answers nothing, so every judged row counts as hard). Base-model answers are
@@ -137,14 +138,14 @@ def estimate_experiment(spec: dict, rows_full: int | None = None) -> dict:
             "cost_usd": round(sum(t.cost_usd for t in tallies.values()), 4)}
 
 
-HEADER = (f"{'experiment':<44} {'method':<20} {'rows in':>8} {'selected':>8} {'rewrite':>8} {'restore':>7} "
-          f"{'judge':>6} {'specialty':>9} {'cached':>7} {'est. USD':>9} {'base-model answers (GPU)':>24}")
+HEADER = (f"{'experiment':<52} {'method':<20} {'rows in':>8} {'selected':>8} {'rewrite':>8} {'restore':>7} "
+          f"{'judge':>6} {'specialty':>9} {'cached':>7} {'USD <=':>9} {'base-model answers (GPU)':>24}")
 
 
 def table_row(name: str, method: str, e: dict) -> str:
     k = e["by_kind"]
     rows = ("~" if e["extrapolated"] else "") + str(e["rows_in"])
-    return (f"{name:<44} {method:<20} {rows:>8} {e['rows_selected']:>8} {k['rewrite']['calls']:>8} "
+    return (f"{name:<52} {method:<20} {rows:>8} {e['rows_selected']:>8} {k['rewrite']['calls']:>8} "
             f"{k['restore']['calls']:>7} {k['judge']['calls']:>6} {k['specialty']['calls']:>9} {e['cached']:>7} "
             f"{e['cost_usd']:>9.4f} {e['base_model_answers']:>24}")
 

@@ -72,8 +72,9 @@ class Context:
 
     @property
     def client(self):
-        """The trace rewriter's client (role ``curation``)."""
-        return self.client_for("curation")
+        """The trace rewriter's client (role ``curation``), built on its first request: a transform that calls no
+        LLM (``extract: none``) needs no LLM settings."""
+        return RoleClient(self, "curation")
 
     def ask(self, role: str, requests: list, desc: str = "") -> list:
         """``run_many`` in chunks of config.json ``curation.gemini_batch_size`` (each finished chunk is cached)."""
@@ -115,6 +116,22 @@ class Context:
             keep = sorted(random.Random(self.seed).sample(range(len(items)), min(sample, len(items) // 2)))
             items = [items[i] for i in keep]
         return items
+
+
+class RoleClient:
+    """A role's client, looked up when a request is first sent."""
+
+    def __init__(self, ctx: Context, role: str):
+        self.ctx, self.role = ctx, role
+
+    def run_many(self, requests, *args, **kwargs):
+        requests = list(requests)
+        return self.ctx.client_for(self.role).run_many(requests, *args, **kwargs) if requests else []
+
+    def __getattr__(self, name):
+        if not self.ctx.llm_entry(self.role):  # no LLM configured: callers asking with a default get it
+            raise AttributeError(name)
+        return getattr(self.ctx.client_for(self.role), name)
 
 
 def initial_sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
