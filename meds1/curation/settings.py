@@ -57,7 +57,7 @@ class CurationSettings:
     restore: bool = opt(False, "rebuild perturbed traces with the LLM (needs a perturbation)")
     probe_dataset: str | None = opt(None, "methods that read probe questions: an eval_datasets key whose items are "
                                           f"all probes; default a seeded sample of {PROBE_SAMPLE} questions of "
-                                          "datasets.eval. The eval leaves the probes out.")
+                                          "datasets.eval (at most half of it). The eval leaves the probes out.")
     options: Any = dataclasses.field(default=None, metadata={"schema": {}})  # the method's own options (built)
 
     @classmethod
