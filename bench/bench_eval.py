@@ -131,16 +131,24 @@ def account(batch: int, gens, lengths: list[int]) -> dict:
 
 def run_batch_size(model_path: Path, tokenizer, prompts: list[str], lengths: list[int], batch: int, runs: int,
                    max_new_tokens: int) -> BatchRun:
-    from meds1.evaluate.backends import GenerationParams, make_backend
+    from meds1.evaluate.backends import BackendContext, GenerationParams, make_backend
 
-    backend = make_backend("hf", str(model_path), tokenizer=tokenizer, sampling={"batch_size": batch})
+    backend = make_backend("hf", str(model_path), tokenizer=tokenizer, context=BackendContext(batch_size=batch))
     params = GenerationParams(max_new_tokens=max_new_tokens)
+    prompts = as_requests(tokenizer, prompts)
     backend.generate(prompts[:1], GenerationParams(max_new_tokens=2))  # warm-up outside the timing
     results, seconds = repeat(lambda: backend.generate(prompts, params), runs)
     texts = [g.text for g in results[0]]
     assert all([g.text for g in r] == texts for r in results), f"batch {batch}: greedy runs disagree with each other"
     _, prefill_s = timed(lambda: backend.generate(prompts, GenerationParams(max_new_tokens=1)))
     return BatchRun(batch, seconds, texts, **account(batch, results[0], lengths), prefill_seconds=prefill_s)
+
+
+def as_requests(tokenizer, prompts: list[str]):
+    """Backends take token ids: the rendered prompts, encoded once."""
+    from meds1.evaluate.backends import Request, encode_prompt
+
+    return [Request(tuple(encode_prompt(tokenizer, p))) for p in prompts]
 
 
 def prefill_aware_seconds(run: BatchRun, roof: Roofline, params: int, weight_bytes: int) -> float:
@@ -185,10 +193,11 @@ def profile_generate(model_path: Path, tokenizer, prompts: list[str], batch: int
     """Top ops (self CPU time, grouped by input shape) of one batched generate: what limits it."""
     from torch.profiler import ProfilerActivity, profile
 
-    from meds1.evaluate.backends import GenerationParams, make_backend
+    from meds1.evaluate.backends import BackendContext, GenerationParams, make_backend
 
-    backend = make_backend("hf", str(model_path), tokenizer=tokenizer, sampling={"batch_size": batch})
+    backend = make_backend("hf", str(model_path), tokenizer=tokenizer, context=BackendContext(batch_size=batch))
     params = GenerationParams(max_new_tokens=max_new_tokens)
+    prompts = as_requests(tokenizer, prompts)
     backend.generate(prompts[:1], GenerationParams(max_new_tokens=2))
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         _, wall = timed(lambda: backend.generate(prompts[:batch], params))

@@ -9,9 +9,14 @@ from meds1.data.eval_items import probe_ids
 from meds1.evaluate.run import evaluate
 from meds1.models import check_model_path
 
-probes = snakemake.input.get("probe_rows")  # embedding-similarity: leave its probe questions out
-run_rule(snakemake, lambda spec: evaluate(
-    spec | ({"exclude_ids": probe_ids(probes)} if probes else {}),
-    model_path=check_model_path(spec["model"], snakemake.input.get("model", spec["model"]["path"])),
-    generations_path=snakemake.output.generations, metrics_path=snakemake.output.metrics,
-    work_dir=snakemake.params.work_dir))
+
+def main(spec):
+    probes = probe_ids(stats=snakemake.input.get("probe_stats"), rows=snakemake.input.get("probe_rows"),
+                       dataset=(spec.get("dataset") or {}).get("key"))  # probe questions a curation used
+    evaluate(spec | {"exclude_ids": probes},
+             model_path=check_model_path(spec["model"], snakemake.input.get("model", spec["model"]["path"])),
+             generations_path=snakemake.output.generations, metrics_path=snakemake.output.metrics,
+             work_dir=snakemake.params.work_dir)
+
+
+run_rule(snakemake, main)

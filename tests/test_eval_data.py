@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from meds1.errors import MedS1Error
 from meds1.data.eval_items import load_eval_items, select_items
 from meds1.evaluate.prompts import build_prompt
+
+EVAL_ITEMS = Path(__file__).parent / "data" / "eval_items.json"
 
 MEDQA = {"question": "Which artery is occluded?", "options": {"A": "LAD", "B": "RCA", "C": "LCx", "D": "LM"},
          "answer_idx": "B", "answer": "RCA"}
@@ -32,13 +35,45 @@ def test_huatuo_shape_json_groups_by_source_and_numbers_ids(tmp_path):
     assert path.exists()
 
 
-def test_shared_eval_file_loads_60_items_from_4_sources(shared_data):
-    items = load_eval_items({"file_path": str(shared_data / "med-s1_eval_data_samples.json")})
-    assert len(items) == 60
-    assert Counter(i["source"] for i in items) == {"MedMCQA_validation": 35, "PubMedQA_test": 11,
-                                                   "MedQA_USLME_test": 8, "MMLU-Pro_Medical_test": 6}
+def test_the_projects_eval_file_loads_14_items_from_4_sources():
+    items = load_eval_items({"file_path": str(EVAL_ITEMS)})
+    assert len(items) == 14
+    assert Counter(i["source"] for i in items) == {"MedQA_USLME_test": 4, "MedMCQA_validation": 4,
+                                                   "PubMedQA_test": 3, "MMLU-Pro_Medical_test": 3}
     assert all(i["options"][i["answer_idx"]] == i["answer"] for i in items)
-    assert len({i["id"] for i in items}) == 60
+    assert len({i["id"] for i in items}) == 14 and len(items[-1]["options"]) == 10
+
+
+def test_csv_with_option_columns(tmp_path):
+    (tmp_path / "eval.csv").write_text(
+        "qid,stem,opa,opb,opc,correct\n"
+        "c1,\"Which vitamin, when lacking, causes night blindness?\",Vitamin A,Vitamin C,Vitamin D,A\n"
+        "c2,Which cells make surfactant?,Type I pneumocytes,Type II pneumocytes,Macrophages,B\n", encoding="utf-8")
+    entry = {"file_path": "eval.csv", "source": "csv-src",
+             "columns": {"id": "qid", "question": "stem", "options": ["opa", "opb", "opc"], "answer_idx": "correct"}}
+    items = load_eval_items(entry, base_dir=tmp_path)
+    assert [(i["id"], i["answer"]) for i in items] == [("c1", "Vitamin A"), ("c2", "Type II pneumocytes")]
+    assert items[0]["question"] == "Which vitamin, when lacking, causes night blindness?"
+
+
+def test_the_columns_list_form_is_accepted_by_the_config_schema():
+    from meds1.registry.validate import check
+
+    entry = {"file_path": "eval.csv", "columns": {"question": "stem", "options": ["opa", "opb"]}}
+    check(entry, "config", ref="dataset", file="config.json")
+    with pytest.raises(MedS1Error):
+        check({**entry, "columns": {"options": []}}, "config", ref="dataset", file="config.json")
+
+
+def test_a_latin1_file_is_one_line_naming_file_byte_and_line(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_bytes(json.dumps({"MedQA": [MEDQA]}, indent=1).replace("LAD", "Caf\u00e9").encode("latin-1"))
+    with pytest.raises(MedS1Error) as err:
+        load_eval_items({"file_path": str(path)})
+    assert str(err.value) == (f"{path}: not UTF-8 text: byte 0xe9 on line 6 (save the file as UTF-8, e.g. iconv "
+                              "-f latin1 -t utf-8)")
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([MEDQA]).encode())
+    assert load_eval_items({"file_path": str(tmp_path / "bom.json")})[0]["answer"] == "RCA"  # a UTF-8 BOM is fine
 
 
 def test_jsonl_flat_rows_with_given_ids_and_entry_source(tmp_path):
@@ -105,7 +140,13 @@ def test_gpqa_options_are_shuffled_with_a_per_item_seed(tmp_path):
 # ------------------------------------------------------------------------------------------------------ errors
 @pytest.mark.parametrize("content, needle", [
     ([], "no items"),
-    ({"MedQA": [MEDQA, {**MEDQA, "question": None}]}, "source 'MedQA' row 1: missing required column 'question'"),
+    ({"MedQA": [MEDQA, {**MEDQA, "question": None}]}, "source 'MedQA' row 1: the question is blank"),
+    ({"MedQA": [MEDQA, {**MEDQA, "question": "  \n "}]}, "source 'MedQA' row 1: the question is blank"),
+    ({"MedQA": [{k: v for k, v in MEDQA.items() if k != "question"}]},
+     "row 0: missing required column 'question' (columns: options, answer_idx, answer)"),
+    ({"MedQA": 5}, "expected {source: [items]} or a list of items"),
+    ({"MedQA": [5]}, "source 'MedQA' row 0: expected an object, got int"),
+    ({"MedQA": [{**MEDQA, "options": 5}]}, "'options' must be a mapping or a list, got int"),
     ({"MedQA": [{k: v for k, v in MEDQA.items() if k != "options"}]}, "row 0: missing required column 'options'"),
     ({"MedQA": [{**MEDQA, "answer_idx": "F"}]}, "answer_idx 'F' is not among options A, B, C, D"),
     ([{**MEDQA, "id": "x", "source": "a"}, {**MEDQA, "id": "x", "source": "b"}],

@@ -13,7 +13,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from meds1.errors import MedS1Error
 from meds1.plots import build_results, figure_names, output_paths
 from meds1.plots.comparison import comparison_figsize
-from meds1.plots.stats import paired_bootstrap
+from meds1.plots.stats import paired_overall
 from meds1.plots.style import DPI
 
 SOURCES = {"MedQA_USLME_test": 40, "PubMedQA_test": 20}
@@ -45,12 +45,14 @@ def make_metrics(name: str, items: np.ndarray, tts: dict | None = None) -> dict:
         sources[src] = {"n": n, "correct": k, "accuracy": k / n, "wilson": wilson(k, n),
                         "bootstrap": [max(0, k / n - 0.2), min(1, k / n + 0.2)], "parsed": n, "unparsed": 0,
                         "runs": 1, "majority": None, "mean_over_runs": None}
-    k = int(items.sum())
+    overall = float(np.mean([s["accuracy"] for s in sources.values()]))  # unweighted, as compute_metrics
     return {"experiment": name, "config_hash": "x", "model": {"key": "tiny", "path": "m"}, "backend": "hf",
             "ci": {"level": 0.95, "wilson": True, "bootstrap": {"method": "percentile", "resamples": 500, "seed": 7}},
-            "sources": sources, "overall": {"accuracy": k / N_ITEMS, "ci": wilson(k, N_ITEMS), "n": N_ITEMS,
+            "sources": sources, "overall": {"accuracy": overall, "ci": [overall - 0.05, overall + 0.05], "n": N_ITEMS,
                                             "n_sources": len(SOURCES)},
-            "per_item": dict(zip(ids, (int(v) for v in items))), "test_time_scaling": tts}
+            "per_item": dict(zip(ids, (int(v) for v in items))),
+            "item_sources": {i: i.rsplit("-", 1)[0] for i in ids}, "test_time_scaling": tts,
+            "seed_compatible": {"accuracy": min(1.0, overall + 0.1), "sources": {}, "rule": "seed"}}
 
 
 def tts(base_accuracy: float) -> dict:
@@ -124,41 +126,60 @@ def test_summary_accuracy_and_ci_half_widths(built):
     lo, hi = wilson(int(medqa.sum()), 40)
     assert row["MedQA_USLME_test"] == pytest.approx(100 * medqa.mean(), abs=0.005)
     assert row["MedQA_USLME_test_ci"] == pytest.approx(100 * (hi - lo) / 2, abs=0.005)
-    lo, hi = wilson(int(items.sum()), N_ITEMS)
-    assert row["Overall"] == pytest.approx(100 * items.mean(), abs=0.005)
-    assert row["Overall_ci"] == pytest.approx(100 * (hi - lo) / 2, abs=0.005)
+    assert row["Overall"] == pytest.approx(overall_of(items), abs=0.005)     # the unweighted mean of the sources
+    assert row["Overall_ci"] == pytest.approx(5.0, abs=0.005)
     assert row["ci_method"] == "wilson"
     assert row["train_size"] == 900 and row["method"] == "random" and row["format"] == "huatuo"
     assert built["table"].loc["step-1k", "extract"] == "step"
 
 
+def overall_of(items: np.ndarray) -> float:
+    """Unweighted mean over SOURCES of per-source accuracy, in percent."""
+    bounds = np.cumsum([0, *SOURCES.values()])
+    return 100 * float(np.mean([items[a:b].mean() for a, b in zip(bounds, bounds[1:])]))
+
+
 @pytest.mark.parametrize("name", ["random-1k", "random-5k", "step-1k", "shuffle-30", "shuffle-70-raw"])
-def test_summary_delta_and_paired_test_match_statsmodels(built, name):
+def test_summary_delta_and_paired_test(built, name):
     row, base_only, exp_only = built["table"].loc[name], *ARMS[name][1]
+    items = built["items"][name]
+    assert row["delta"] == pytest.approx(overall_of(items) - overall_of(BASELINE_ITEMS), abs=0.005)
+    assert row["paired_diff"] == pytest.approx(row["delta"], abs=0.01)   # the paired test is on the plotted Overall
+    assert row["paired_lo"] <= row["paired_diff"] <= row["paired_hi"]
+    # the bootstrap resamples within each source (question ids in sorted order), with the baseline eval's
+    # resamples and seed (500, 7)
+    diffs = dict(zip(make_metrics(name, items)["per_item"], items - BASELINE_ITEMS))
+    strata = [np.array([diffs[i] for i in sorted(diffs) if i.startswith(src)]) for src in sorted(SOURCES)]
+    _, lo, hi = paired_overall(strata, resamples=500, seed=7)
+    assert (row["paired_lo"], row["paired_hi"]) == pytest.approx((100 * lo, 100 * hi), abs=0.005)
+    assert bool(row["significant"]) == (row["paired_lo"] > 0 or row["paired_hi"] < 0)
+    # pooled McNemar: a labelled secondary number
     exact = base_only + exp_only < 25
     expected = sm_mcnemar([[0, base_only], [exp_only, 0]], exact=exact, correction=True)
-    assert row["delta"] == pytest.approx(100 * (exp_only - base_only) / N_ITEMS, abs=0.005)
     assert (row["base_only_correct"], row["exp_only_correct"], row["n_paired"]) == (base_only, exp_only, N_ITEMS)
-    assert row["test"] == ("exact-binomial" if exact else "chi2-continuity-corrected")
+    assert row["pooled_test"] == ("exact-binomial" if exact else "chi2-continuity-corrected")
     if base_only != exp_only:  # statsmodels' chi-square does not clamp |b - c| - 1 at 0
-        assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
-    assert bool(row["significant"]) == (row["p_value"] < 0.05)
-    assert row["paired_diff"] == pytest.approx(row["delta"], abs=0.01)  # equal here: this Overall is item-weighted
-    assert row["paired_lo"] <= row["paired_diff"] <= row["paired_hi"]
-    # The bootstrap runs over the shared ids in sorted order with the baseline eval's resamples and seed (500, 7).
-    order = np.argsort(list(make_metrics(name, BASELINE_ITEMS)["per_item"]))
-    _, lo, hi = paired_bootstrap(built["items"][name][order], BASELINE_ITEMS[order], resamples=500, seed=7)
-    assert (row["paired_lo"], row["paired_hi"]) == pytest.approx((100 * lo, 100 * hi), abs=0.005)
+        assert row["pooled_p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_per_source_mcnemar_is_holm_adjusted(built):
+    row = built["table"].loc["step-1k"]  # 10 wrong->right flips, all in MedQA (the first source)
+    assert row["MedQA_USLME_test_p_holm"] == pytest.approx(min(1.0, 2 * 2 / 1024))
+    assert row["PubMedQA_test_p_holm"] == pytest.approx(1.0)
 
 
 def test_summary_known_significance_and_baseline_row(built):
     table = built["table"]
-    assert table.loc["random-1k", "p_value"] == pytest.approx(0.125)  # 1 vs 6 discordant: 2 * 8 / 128
-    assert table.loc["step-1k", "p_value"] == pytest.approx(2 / 1024)  # 0 vs 10
-    assert table.loc["shuffle-30", "p_value"] == pytest.approx(1.0)
-    assert [bool(table.loc[n, "significant"]) for n in ("random-1k", "random-5k", "step-1k")] == [False, True, True]
+    assert table.loc["random-1k", "pooled_p_value"] == pytest.approx(0.125)  # 1 vs 6 discordant: 2 * 8 / 128
+    assert table.loc["step-1k", "pooled_p_value"] == pytest.approx(2 / 1024)  # 0 vs 10
+    assert table.loc["shuffle-30", "pooled_p_value"] == pytest.approx(1.0)
+    # significance is the Overall CI's: 1 vs 6 flips, all in MedQA, move it +6.25 with a CI just above 0
+    assert [bool(table.loc[n, "significant"]) for n in ("random-1k", "random-5k", "step-1k", "shuffle-30")] == [
+        True, True, True, False]
     assert table.loc["base", "delta"] == 0 or pd.isna(table.loc["base", "delta"])
-    assert pd.isna(table.loc["base", "p_value"]) and pd.isna(table.loc["base", "significant"])
+    assert pd.isna(table.loc["base", "pooled_p_value"]) and pd.isna(table.loc["base", "significant"])
+    assert table.loc["base", "Overall_seed_compatible"] == pytest.approx(100 * overall_of(BASELINE_ITEMS) / 100 + 10,
+                                                                         abs=0.01)
 
 
 def test_summary_markdown_has_a_row_per_experiment(built):
@@ -166,8 +187,39 @@ def test_summary_markdown_has_a_row_per_experiment(built):
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(lines) == 1 + len(ARMS)
     step = next(line for line in lines if line.startswith("| step-1k "))
-    assert "0.00195*" in step and "+16.7" in step and "random / step / step" in step
+    assert "0.00195 (exact)" in step and "random / step / step" in step
+    assert "MedQA_USLME_test 0.00391*, PubMedQA_test 1 |" in step        # per-source McNemar, Holm-adjusted
+    assert "+12.5* [" in step                                       # the paired Overall difference, its CI excludes 0
     assert next(line for line in lines if line.startswith("| base ")).count("baseline") == 1
+    assert "unweighted mean of the sources" in text and "Holm" in text and "seed system" in text
+
+
+def test_constructed_case_paired_delta_equals_the_overall_delta(tmp_path):
+    """Issue 15's case: a big source a little worse, a small one much better. Overall (unweighted) moves +15.0
+    points; the pooled difference is +1.7. The paired test must measure the Overall difference."""
+    sizes = {"MedMCQA_validation": 500, "GPQA_Medical_test": 100}
+    base = {f"{s}-{i}": int(i % 2 == 0) for s, n in sizes.items() for i in range(n)}
+    exp = dict(base)
+    for i in range(0, 50, 2):      # 25 right -> wrong in the big source: -5 points there
+        exp[f"MedMCQA_validation-{i}"] = 0
+    for i in range(1, 71, 2):      # 35 wrong -> right in the small one: +35 points there
+        exp[f"GPQA_Medical_test-{i}"] = 1
+    paths = {}
+    for name, items in (("base", base), ("exp", exp)):
+        by_source = {s: [v for k, v in items.items() if k.startswith(s)] for s in sizes}
+        sources = {s: {"n": len(v), "accuracy": float(np.mean(v)), "wilson": [0, 1]} for s, v in by_source.items()}
+        metrics = {"sources": sources, "overall": {"accuracy": float(np.mean([float(np.mean(v))
+                                                                               for v in by_source.values()]))},
+                   "per_item": items, "item_sources": {k: k.rsplit("-", 1)[0] for k in items}}
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(metrics))
+    build_results({"experiments": [spec_entry("base"), spec_entry("exp")], "baseline": "base"},
+                  {n: str(p) for n, p in paths.items()}, str(tmp_path / "results"))
+    row = pd.read_csv(tmp_path / "results" / "summary.csv").set_index("name").loc["exp"]
+    assert row["delta"] == pytest.approx(15.0, abs=0.005)
+    assert row["paired_diff"] == pytest.approx(15.0, abs=0.005)
+    pooled = 100 * (sum(exp.values()) - sum(base.values())) / len(base)
+    assert pooled == pytest.approx(1.67, abs=0.01) and abs(row["paired_diff"] - pooled) > 13
 
 
 def image_size(path) -> tuple[int, int]:
@@ -205,8 +257,9 @@ def test_single_experiment_without_baseline_or_figure_lists(tmp_path):
     report = build_results({"experiments": [spec_entry("only")], "baseline": None}, {"only": str(metrics)},
                            str(tmp_path / "results"))
     table = pd.read_csv(tmp_path / "results" / "summary.csv")
-    assert list(table["name"]) == ["only"] and table.loc[0, "Overall"] == pytest.approx(100 * 33 / 60, abs=0.005)
-    assert pd.isna(table.loc[0, "delta"]) and pd.isna(table.loc[0, "p_value"])
+    assert list(table["name"]) == ["only"] and table.loc[0, "Overall"] == pytest.approx(overall_of(flipped(0, 3)),
+                                                                                         abs=0.005)
+    assert pd.isna(table.loc[0, "delta"]) and pd.isna(table.loc[0, "pooled_p_value"])
     assert report["drawn"] == ["comparison"]
     assert set(report["skipped"]) == {"syntax", "sample_efficiency", "perturbation", "tts"}
     width, height = comparison_figsize(len(SOURCES) + 1, 1)
@@ -275,3 +328,18 @@ def test_bootstrap_intervals_are_used_when_wilson_was_not_computed(tmp_path):
     lo, hi = metrics["sources"]["PubMedQA_test"]["bootstrap"]
     assert row["ci_method"] == "bootstrap"
     assert row["PubMedQA_test_ci"] == pytest.approx(100 * (hi - lo) / 2, abs=0.005)
+
+
+def test_the_plot_rule_and_build_results_share_one_list_of_outputs():
+    """rules/plot.smk takes its outputs from meds1.plots.outputs by name; every figure has a drawing and a caption."""
+    from pathlib import Path
+
+    from meds1.plots.figures import FIGURES
+    from meds1.plots.outputs import FIGURE_NAMES, REPORT_CATEGORIES
+
+    repo = Path(__file__).resolve().parents[1]
+    assert set(FIGURE_NAMES[1:]) == set(FIGURES.names()) and FIGURE_NAMES[0] == "comparison"
+    assert all((repo / "report" / f"{name}.rst").is_file() for name in REPORT_CATEGORIES)
+    rule = (repo / "rules" / "plot.smk").read_text()
+    assert "**plot_outputs()" in rule and ".png" not in rule and "summary.csv" not in rule
+    assert "zip(" not in (repo / "scripts" / "plot.py").read_text()       # files are paired by name

@@ -113,3 +113,39 @@ def test_bad_extra_from_is_a_one_line_error(tmp_path, generations, capsys):
     assert main([str(generations), "-o", str(out), "--extra-from", str(old)]) == 2
     assert f"{old}: line 1: invalid JSON" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_lines_without_run_or_approach_take_run_0_and_the_primary_approach(tmp_path, records, capsys):
+    """The documented line format: id, source, question, options, answer_idx, output (run, approach optional)."""
+    bare = [{k: v for k, v in r.items() if k not in ("run", "approach", "n_output_tokens", "n_reasoning_tokens")}
+            for r in records if r["run"] == 0]
+    path = tmp_path / "bare.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in bare), encoding="utf-8")
+    out = tmp_path / "m.json"
+    assert main([str(path), "-o", str(out)]) == 0, capsys.readouterr().err
+    written = json.loads(out.read_text())
+    assert written["primary_approach"] == "reasoning" and written["overall"]["n"] == 18
+    expected = compute_metrics([{**r, "approach": "reasoning"} for r in records if r["run"] == 0])
+    assert written["overall"] == expected["overall"]
+    assert "run (default 0), approach (default: the primary approach)" in " ".join(_run_cli("--help").stdout.split())
+
+
+def test_eval_rule_and_cli_agree_on_a_tts_experiment(tmp_path, records):
+    """The headline is the primary approach in both (EvalSettings.primary_approach), not the first in the file."""
+    from meds1.evaluate.run import compute_and_write_metrics
+
+    tts = [{**r, "approach": approach, "output": output} for r in records if r["run"] == 0
+           for approach, output in (("budget_512", "no idea"), ("immediate", "Answer: A"), ("reasoning", r["output"]))]
+    path = tmp_path / "generations.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in tts), encoding="utf-8")
+    spec = {"experiment": "tts", "seed": 3, "bootstrap": {"resamples": 120, "seed": 3}, "dataset": {"key": "d"},
+            "model": {"key": "tiny"}}
+    rule = compute_and_write_metrics(tts, spec, "models/tiny", "hf", tmp_path / "rule.json")
+    assert rule["primary_approach"] == "reasoning"
+    assert main([str(path), "-o", str(tmp_path / "cli.json"), "--extra-from", str(tmp_path / "rule.json")]) == 0
+    assert (tmp_path / "cli.json").read_bytes() == (tmp_path / "rule.json").read_bytes()
+    assert main([str(path), "-o", str(tmp_path / "bare.json"), "--bootstrap-resamples", "120", "--seed", "3"]) == 0
+    bare = json.loads((tmp_path / "bare.json").read_text())
+    assert {k: bare[k] for k in ("sources", "overall", "test_time_scaling", "primary_approach")} == {
+        k: rule[k] for k in ("sources", "overall", "test_time_scaling", "primary_approach")}
+    assert rule["overall"]["accuracy"] != rule["test_time_scaling"]["budget_512"]["accuracy"]

@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
-from meds1.plots.stats import CHI2_CORRECTED, EXACT_BINOMIAL, mcnemar, paired_bootstrap, paired_comparison
+from meds1.plots.stats import (CHI2_CORRECTED, EXACT_BINOMIAL, holm, mcnemar, paired_bootstrap, paired_comparison,
+                               paired_overall)
 
 
 @pytest.mark.parametrize("b, c", [(0, 0), (0, 1), (1, 6), (3, 3), (0, 10), (7, 17), (12, 12)])
@@ -88,4 +89,37 @@ def test_paired_comparison_uses_only_shared_ids():
     assert result["n_paired"] == 4
     assert (result["base_only_correct"], result["exp_only_correct"]) == (1, 2)
     assert result["paired_diff"] == pytest.approx(0.25)
-    assert result["p_value"] == pytest.approx(1.0) and result["significant"] is False
+    assert result["pooled_p_value"] == pytest.approx(1.0) and result["significant"] is False
+    assert result["per_source"] == {"all": {"n": 4, "base_only_correct": 1, "exp_only_correct": 2, "p_value": 1.0,
+                                            "p_holm": 1.0}}
+
+
+def test_paired_overall_is_the_difference_of_unweighted_means_resampled_within_sources():
+    rng = np.random.default_rng(0)
+    big, small = rng.integers(-1, 2, 300), rng.integers(-1, 2, 30)
+    diff, lo, hi = paired_overall([big, small], resamples=2000, seed=4)
+    assert diff == pytest.approx((big.mean() + small.mean()) / 2)       # not the pooled mean
+    expected = stats.bootstrap((big, small), lambda a, b, axis=-1: (a.mean(axis) + b.mean(axis)) / 2,
+                               paired=False, vectorized=True, n_resamples=2000, method="percentile",
+                               rng=np.random.default_rng(4)).confidence_interval
+    assert (lo, hi) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    assert paired_overall([np.array([1.0]), np.array([0.0, 0.0])]) == (0.5, 0.5, 0.5)  # no spread: a point
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    pvalues = {"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.2}
+    expected = multipletests(list(pvalues.values()), method="holm")[1]
+    assert list(holm(pvalues).values()) == pytest.approx(list(expected))
+
+
+def test_per_source_tests_with_sources():
+    experiment = {f"s{i}": 1 for i in range(10)} | {f"t{i}": 0 for i in range(5)}
+    baseline = {f"s{i}": 0 for i in range(10)} | {f"t{i}": 0 for i in range(5)}
+    sources = {i: i[0] for i in experiment}
+    result = paired_comparison(experiment, baseline, sources=sources, resamples=200, seed=0)
+    assert result["paired_diff"] == pytest.approx((1.0 + 0.0) / 2)
+    assert result["per_source"]["s"]["p_value"] == pytest.approx(2 / 1024)
+    assert result["per_source"]["s"]["p_holm"] == pytest.approx(4 / 1024)  # two sources
+    assert result["per_source"]["t"]["p_holm"] == 1.0

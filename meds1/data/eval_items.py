@@ -4,8 +4,9 @@ Canonical item (docs/internals.md): ``{"id", "source", "question", "options": {"
 "answer": "<option text>"}``. Supported inputs, chosen by the dataset entry of config.json:
 
 - ``file_path`` to ``.json``/``.jsonl``: the huatuo-eval shape ``{source: [items]}`` or a flat list of items (with a
-  ``source`` field, or the entry's ``source``/``key`` naming the one source);
-- ``file_path`` to ``.parquet`` or to a folder written by ``datasets.save_to_disk``;
+  ``source`` field, or the entry's ``source``/``key`` naming the one source); UTF-8 (a BOM is fine);
+- ``file_path`` to ``.csv`` (one item a row, options as separate columns named by ``columns``), ``.parquet``, or a
+  folder written by ``datasets.save_to_disk``;
 - ``hf_path`` + ``hf_config`` + ``hf_split``: ``datasets.load_dataset`` (hub id or local folder).
 
 ``columns`` maps canonical names to the dataset's own (a list of columns for ``options`` makes an option list), and
@@ -46,19 +47,44 @@ def _group_shape_rows(obj: Any, label: str) -> list[tuple[str | None, dict]]:
     raise MedS1Error(f"expected {{source: [items]}} or a list of items, got {type(obj).__name__}", file=label)
 
 
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text; another encoding is a one-line error naming the byte that is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise MedS1Error(f"not UTF-8 text: byte 0x{err.object[err.start]:02x} on line {line} (save the file as "
+                         "UTF-8, e.g. iconv -f latin1 -t utf-8)", file=path) from None
+
+
 @READERS.register("json")
 def read_json_file(entry: dict, path: Path) -> list[tuple[str | None, dict]]:
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise MedS1Error(f"not valid JSON ({err})", file=path) from None
     return _group_shape_rows(obj, str(path))
 
 
+@READERS.register("csv")
+def read_csv_file(entry: dict, path: Path) -> list[tuple[str | None, dict]]:
+    """One item a row; every cell is text (no NaN for empty cells), so answer letters and ids stay as written."""
+    import io
+
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.StringIO(read_text(path)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise MedS1Error(f"not a readable CSV file ({first})", file=path) from None
+    return [(None, row) for row in frame.to_dict(orient="records")]
+
+
 @READERS.register("jsonl")
 def read_jsonl_file(entry: dict, path: Path) -> list[tuple[str | None, dict]]:
     rows: list[tuple[str | None, dict]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -121,8 +147,8 @@ def _reader_for(entry: dict, base_dir: Path) -> tuple[str, Any, str]:
             return "saved", path, str(path)
         kind = path.suffix.lower().lstrip(".")
         if kind not in READERS:
-            raise MedS1Error(f"unsupported eval dataset file type '.{kind}' (use .json, .jsonl, .parquet or a "
-                             "saved dataset folder)", file=path, key="file_path")
+            raise MedS1Error(f"unsupported eval dataset file type '.{kind}' (use .json, .jsonl, .csv, .parquet or "
+                             "a saved dataset folder)", file=path, key="file_path")
         return kind, path, str(path)
     if entry.get("hf_path"):
         local = Path(base_dir) / entry["hf_path"]
@@ -208,9 +234,11 @@ def to_canonical(row: dict, *, source: str, index: int, entry: dict, seed: int) 
     mapped = _apply_columns(row, entry.get("columns") or {})
     raw_id = mapped.get("id")
     item_id = str(raw_id) if raw_id not in (None, "") else f"{source}-{index}"
-    question = mapped.get("question")
-    if question is None or not str(question).strip():
+    if "question" not in mapped:
         raise _RowError(f"missing required column 'question' (columns: {', '.join(map(str, mapped))})")
+    question = mapped["question"]
+    if question is None or not str(question).strip():
+        raise _RowError("the question is blank")
     if entry.get("options_from"):
         options, answer_idx = _shuffled_options(mapped, list(entry["options_from"]), seed=seed, item_id=item_id)
     else:
@@ -276,9 +304,20 @@ def select_items(items: list[dict], eval_sample: int | None = None, limit: int |
     return [items[pos] for pos in sorted(keep)]
 
 
-def probe_ids(rows_path) -> list[str]:
-    """Eval questions that embedding-similarity curation used as probes (``probe_id`` in curated/{exp}/rows.parquet)."""
+def probe_ids(*, stats=None, rows=None, dataset: str | None = None) -> list[str]:
+    """The probe questions a curation used, to leave out of the eval of ``dataset`` (an eval_datasets key).
+
+    curated/{exp}/stats.json ``"probes": {"dataset", "ids"}`` (every probe, used or not) when it is there and names
+    ``dataset``; otherwise the ``probe_id`` column of curated/{exp}/rows.parquet (older curations).
+    """
     import pandas as pd
 
-    rows = pd.read_parquet(rows_path)
-    return sorted(rows["probe_id"].dropna().astype(str).unique()) if "probe_id" in rows.columns else []
+    if stats is not None:
+        probes = json.loads(Path(stats).read_text(encoding="utf-8")).get("probes")
+        if probes is not None:
+            same = dataset is None or probes.get("dataset") in (None, dataset)
+            return sorted(str(i) for i in probes.get("ids") or []) if same else []
+    if rows is None:
+        return []
+    table = pd.read_parquet(rows)
+    return sorted(table["probe_id"].dropna().astype(str).unique()) if "probe_id" in table.columns else []

@@ -3,12 +3,15 @@
     metrics = evaluate(spec, "ckpts/exp/final", "eval/exp/generations.jsonl", "eval/exp/metrics.json",
                        work_dir="eval/exp/work")
 
-Each finished job is appended at once to ``work_dir/generations.partial.jsonl``; a rerun after a crash or a kill -9
-skips every job already there and generates only the rest. The partial file is thrown away when something that
-changes the generated text (model, prompts, sampling, backend, dataset) differs from the run that wrote it.
+The backend gets ``prompts_per_call`` prompts per generate call (vLLM: all of a run up to 4096; hf: one batch) and
+every answer of a call is appended at once to ``work_dir/generations.partial.jsonl``; a rerun after a crash or a
+kill -9 skips every job already there. The partial file is thrown away when something that changes the generated text
+(model, prompts, sampling, test-time scaling, backend, dataset) differs from the run that wrote it.
 
 Runs: an item of source S is answered ``eval.repetitions[S] * eval.repetition_multiplier`` times (default 1). Run 0
-is always greedy; later runs sample at ``sampling.temperature`` (0.6 when that is 0) with a per-run seed.
+is greedy unless ``temperature`` > 0; later runs sample at ``temperature`` (``repeat_temperature`` when that is 0).
+Each job's sampling seed comes from (seed, item id, run, approach), never from its position in a batch, so a resumed
+run writes exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
@@ -20,20 +23,20 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from meds1.evaluate.backends import GenerationParams, make_backend, resolve_backend_name
 from meds1.data.eval_items import load_eval_items, select_items
-from meds1.evaluate.prompts import build_prompt
-from meds1.evaluate.tts import (DEFAULT_APPROACHES, ApproachContext, answer_marker_for, parse_approach, run_approach,
-                                trace_format)
 from meds1.errors import MedS1Error
+from meds1.evaluate.backends import BackendContext, GenerationParams, encode_prompt, make_backend, resolve_backend_name
+from meds1.evaluate.prompts import build_prompt
+from meds1.evaluate.settings import DEFAULTS
+from meds1.evaluate.tts import ApproachContext, Question, markers_for, parse_approach, run_approach
 from meds1.io import append_jsonl, read_json, read_jsonl, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SAMPLING = {"max_new_tokens": 2048, "temperature": 0.0, "top_p": 0.9, "batch_size": 8}
-REPEAT_TEMPERATURE = 0.6   # runs after the first sample at this temperature unless the spec gives one
 PARTIAL_NAME = "generations.partial.jsonl"
 RECORD_FIELDS = ("id", "source", "question", "options", "answer_idx")
+PLAIN = "default"   # the one approach of a run without test-time scaling
+CONTEXT_MARGIN = 64  # tokens for prefills, cues and forced markers when sizing an engine's context
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,16 @@ def _key(record: dict) -> tuple[str, int, str]:
 
 
 def effective_sampling(spec: dict) -> dict:
-    return {**DEFAULT_SAMPLING, **{k: v for k, v in (spec.get("sampling") or {}).items() if v is not None}}
+    """The spec's sampling block over the EvalSettings defaults (one home for each default)."""
+    defaults = {k: getattr(DEFAULTS, k) for k in ("max_new_tokens", "temperature", "repeat_temperature", "top_p",
+                                                   "batch_size", "answer_max_tokens")}
+    return {**defaults, **{k: v for k, v in (spec.get("sampling") or {}).items() if v is not None}}
 
 
 def approaches_for(spec: dict) -> list[str]:
     if not spec.get("test_time_scaling"):
-        return ["default"]
-    approaches = list(spec.get("reasoning_approaches") or DEFAULT_APPROACHES)
+        return [PLAIN]
+    approaches = list(spec.get("reasoning_approaches") or [DEFAULTS.primary_approach])
     for name in approaches:
         parse_approach(name)  # fail before loading the model, not halfway through
     return approaches
@@ -75,11 +81,18 @@ def build_jobs(items: list[dict], spec: dict) -> list[Job]:
             for approach in approaches]
 
 
-def generation_params(sampling: dict, run: int, seed: int) -> GenerationParams:
-    repeat = float(sampling.get("repeat_temperature") or REPEAT_TEMPERATURE)
-    temperature = 0.0 if run == 0 else (float(sampling["temperature"]) or repeat)
+def generation_params(sampling: dict, run: int) -> GenerationParams:
+    temperature = float(sampling["temperature"])
+    if run > 0 and temperature == 0:
+        temperature = float(sampling["repeat_temperature"])  # repeating a greedy answer adds nothing
     return GenerationParams(max_new_tokens=int(sampling["max_new_tokens"]), temperature=temperature,
-                            top_p=float(sampling["top_p"]), seed=seed + 1000 * run)
+                            top_p=float(sampling["top_p"]))
+
+
+def job_seed(seed: int, job: Job) -> int:
+    """The sampling seed of one job: fixed by what the job is, not by when or with whom it is generated."""
+    text = f"{seed}:{job.item['id']}:{job.run}:{job.approach}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 # ---------------------------------------------------------------------------------------------------------- resume
@@ -90,7 +103,7 @@ def generation_fingerprint(spec: dict, model_path: str, backend_name: str) -> st
     relevant = {"model_path": str(model_path), "system_prompt": system_prompt_for(spec),
                 "chat_template": model.get("chat_template"), "prompting": spec.get("prompting"),
                 "format": spec.get("format"), "sampling": sampling, "seed": spec.get("seed", 0),
-                "backend": backend_name, "dataset": spec.get("dataset")}
+                "backend": backend_name, "dataset": spec.get("dataset"), "seeding": "per-job-v2"}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -127,24 +140,38 @@ def _groups(jobs: list[Job]) -> dict[tuple[int, str], list[Job]]:
 
 def system_prompt_for(spec: dict) -> str | None:
     """The model entry's system prompt, else the one its trace format needs (e.g. nemotron's thinking switch)."""
-    return (spec.get("model") or {}).get("system_prompt") or getattr(trace_format(spec.get("format")),
-                                                                     "system_prompt", None)
+    from meds1.traces.formats import get_format
+
+    own = (spec.get("model") or {}).get("system_prompt")
+    return own or (get_format(spec["format"], key="format").system_prompt if spec.get("format") else None)
 
 
-def generate_missing(todo: list[Job], backend, spec: dict, partial: Path, done: dict) -> None:
-    sampling, seed = effective_sampling(spec), int(spec.get("seed", 0))
-    marker, chunk = answer_marker_for(spec.get("format")), max(1, int(sampling["batch_size"]))
+def encode_prompts(items: list[dict], tokenizer, spec: dict) -> dict[str, tuple[int, ...]]:
+    """item id -> the token ids of its rendered chat prompt (ending with the generation prompt)."""
     system_prompt = system_prompt_for(spec)
-    with tqdm(total=len(todo), desc="eval generations", mininterval=5, disable=None) as bar:
+    return {i["id"]: tuple(encode_prompt(tokenizer, build_prompt(i, tokenizer, prompting=spec.get("prompting"),
+                                                                 system_prompt=system_prompt))) for i in items}
+
+
+def context_tokens(prompts: dict, spec: dict) -> int:
+    """Longest prompt + the most tokens one job may add: what an engine's context must hold."""
+    sampling = effective_sampling(spec)
+    budgets = [parse_approach(a)[1] or int(sampling["max_new_tokens"]) for a in approaches_for(spec)]
+    answer = int(sampling["answer_max_tokens"]) if spec.get("test_time_scaling") else 0
+    return max(map(len, prompts.values()), default=0) + max(budgets) + answer + CONTEXT_MARGIN
+
+
+def generate_missing(todo: list[Job], backend, spec: dict, prompts: dict, partial: Path, done: dict) -> None:
+    sampling, seed = effective_sampling(spec), int(spec.get("seed", 0))
+    markers, chunk = markers_for(spec.get("format"), backend.tokenizer), max(1, int(backend.prompts_per_call))
+    with tqdm(total=len(todo), desc="eval generations", mininterval=10, disable=False) as bar:  # into the log
         for (run, approach), jobs in _groups(todo).items():
+            ctx = ApproachContext(backend, generation_params(sampling, run), markers,
+                                  answer_max_tokens=int(sampling["answer_max_tokens"]))
             for start in range(0, len(jobs), chunk):
                 part = jobs[start:start + chunk]
-                params = generation_params(sampling, run, seed + start)
-                ctx = ApproachContext(backend, params, answer_marker=marker, seed=seed)
-                prompts = [build_prompt(j.item, backend.tokenizer, prompting=spec.get("prompting"),
-                                        system_prompt=system_prompt) for j in part]
-                answers = run_approach(approach, ctx, prompts, keys=[f"{j.item['id']}:{j.run}" for j in part])
-                for job, answer in zip(part, answers):
+                questions = [Question(prompts[j.item["id"]], job_seed(seed, j), str(j.item["id"])) for j in part]
+                for job, answer in zip(part, run_approach(approach, ctx, questions)):
                     record = make_record(job, answer)
                     append_jsonl(partial, record)
                     done[job.key] = record
@@ -157,25 +184,28 @@ def write_generations(path, records: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
 
 
-def metrics_extra(spec: dict, model_path: str, backend_name: str) -> dict:
+def metrics_extra(spec: dict, model_path: str, backend_name: str, excluded: dict | None = None) -> dict:
     dataset = spec.get("dataset") or {}
-    eff = effective_sampling(spec)
-    sampling = {**eff, "repeat_temperature": float(eff["temperature"]) or float(eff.get("repeat_temperature")
-                                                                                 or REPEAT_TEMPERATURE)}
     return {"experiment": spec.get("experiment"), "config_hash": spec.get("config_hash"), "config": spec.get("config"),
             "model": {"key": (spec.get("model") or {}).get("key"), "path": str(model_path)},
-            "backend": backend_name, "sampling": sampling,
-            "dataset": dataset.get("key") or dataset.get("file_path") or dataset.get("hf_path")}
+            "backend": backend_name, "sampling": effective_sampling(spec),
+            "dataset": dataset.get("key") or dataset.get("file_path") or dataset.get("hf_path"),
+            "excluded": excluded or {"count": 0, "ids": [], "reason": None}}
 
 
-def compute_and_write_metrics(records: list[dict], spec: dict, model_path: str, backend_name: str, metrics_path):
+def primary_approach(spec: dict) -> str:
+    return spec.get("primary_approach") or DEFAULTS.primary_approach
+
+
+def compute_and_write_metrics(records: list[dict], spec: dict, model_path: str, backend_name: str, metrics_path,
+                              excluded: dict | None = None):
     from meds1.evaluate.metrics import compute_metrics  # the scoring side; imported late so generation never waits
 
     boot = spec.get("bootstrap") or {}
     metrics = compute_metrics(records, similarity=bool((spec.get("matcher") or {}).get("similarity", False)),
-                              bootstrap_resamples=int(boot.get("resamples", 1000)),
-                              seed=int(boot.get("seed", spec.get("seed", 0))),
-                              extra=metrics_extra(spec, model_path, backend_name))
+                              bootstrap_resamples=int(boot.get("resamples", DEFAULTS.bootstrap_resamples)),
+                              seed=int(boot.get("seed", spec.get("seed", 0))), primary_approach=primary_approach(spec),
+                              extra=metrics_extra(spec, model_path, backend_name, excluded))
     write_json(metrics_path, metrics)
     return metrics
 
@@ -185,7 +215,7 @@ def evaluate(spec: dict, model_path: str, generations_path, metrics_path, *, wor
     """Generate what is missing, write ``generations.jsonl`` and ``metrics.json``, return the metrics.
 
     ``backend``: an already built backend (tests, or a caller evaluating several checkpoints); default: built from
-    ``spec["backend"]`` (auto|hf|vllm) for ``model_path``.
+    ``spec["backend"]`` (auto or a registered backend) for ``model_path``.
     """
     try:
         return _evaluate(spec, model_path, generations_path, metrics_path, work_dir=work_dir, base_dir=base_dir,
@@ -195,23 +225,50 @@ def evaluate(spec: dict, model_path: str, generations_path, metrics_path, *, wor
         raise
 
 
-def _evaluate(spec: dict, model_path: str, generations_path, metrics_path, *, work_dir, base_dir, backend) -> dict:
+def select_for_eval(spec: dict, base_dir) -> tuple[list[dict], dict]:
+    """The items to evaluate and what was left out (probe questions curation used: ids present in the eval set)."""
     seed = int(spec.get("seed", 0))
-    items = select_items(load_eval_items(spec["dataset"], base_dir=base_dir, seed=seed),
-                         eval_sample=spec.get("eval_sample"), limit=spec.get("limit"), seed=seed,
-                         exclude_ids=spec.get("exclude_ids") or ())
+    items = load_eval_items(spec["dataset"], base_dir=base_dir, seed=seed)
+    present = {i["id"] for i in items}
+    excluded_ids = sorted(str(i) for i in (spec.get("exclude_ids") or ()) if str(i) in present)
+    kept = select_items(items, eval_sample=spec.get("eval_sample"), limit=spec.get("limit"), seed=seed,
+                        exclude_ids=excluded_ids)
+    reason = "probe questions used by curation" if excluded_ids else None
+    return kept, {"count": len(excluded_ids), "ids": excluded_ids, "reason": reason}
+
+
+def _evaluate(spec: dict, model_path: str, generations_path, metrics_path, *, work_dir, base_dir, backend) -> dict:
+    items, excluded = select_for_eval(spec, base_dir)
     jobs = build_jobs(items, spec)
     backend_name = backend.name if backend is not None else resolve_backend_name(spec.get("backend"))
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     done = load_partial(work_dir, generation_fingerprint(spec, model_path, backend_name))
     todo = [job for job in jobs if job.key not in done]
-    log.info("eval %s: %d jobs, %d already generated, %d to go", spec.get("experiment"), len(jobs),
-             len(jobs) - len(todo), len(todo))
-    if todo and backend is None:  # a finished run that only lacks metrics never loads the model again
-        backend = make_backend(backend_name, model_path, model=spec.get("model"), seed=seed,
-                               sampling=effective_sampling(spec), tensor_parallel_size=spec.get("tensor_parallel_size"))
-    generate_missing(todo, backend, spec, work_dir / PARTIAL_NAME, done)
+    log.info("eval %s: %d jobs, %d already generated, %d to go; %d probe questions left out", spec.get("experiment"),
+             len(jobs), len(jobs) - len(todo), len(todo), excluded["count"])
+    if todo:  # a finished run that only lacks metrics never loads the model again
+        tokenizer = backend.tokenizer if backend else model_tokenizer(spec, model_path)
+        prompts = encode_prompts(items, tokenizer, spec)
+        backend = backend or _build_backend(spec, model_path, backend_name, prompts, tokenizer)
+        generate_missing(todo, backend, spec, prompts, work_dir / PARTIAL_NAME, done)
     records = [done[job.key] for job in jobs]
     write_generations(generations_path, records)
-    return compute_and_write_metrics(records, spec, model_path, backend_name, metrics_path)
+    return compute_and_write_metrics(records, spec, model_path, backend_name, metrics_path, excluded)
+
+
+def model_tokenizer(spec: dict, model_path: str):
+    from meds1.evaluate.backends import load_tokenizer
+    from meds1.evaluate.prompts import resolve_chat_template
+
+    model = spec.get("model") or {}
+    return load_tokenizer(model_path, chat_template=resolve_chat_template(model.get("chat_template")),
+                          trust_remote_code=bool(model.get("trust_remote_code", False)))
+
+
+def _build_backend(spec: dict, model_path: str, backend_name: str, prompts: dict, tokenizer):
+    context = BackendContext(model=spec.get("model") or {}, seed=int(spec.get("seed", 0)),
+                             batch_size=int(effective_sampling(spec)["batch_size"]),
+                             context_tokens=context_tokens(prompts, spec))
+    return make_backend(backend_name, model_path, context=context, options=spec.get("backend_options"),
+                        tokenizer=tokenizer)

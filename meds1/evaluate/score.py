@@ -7,9 +7,13 @@
     python -m meds1.evaluate.score eval/base/generations.jsonl -o /tmp/metrics.json --similarity \\
         --bootstrap-resamples 5000 --seed 1
 
+Each line needs ``id, source, question, options, answer_idx, output``; ``run`` defaults to 0 and ``approach`` to the
+primary approach (``--primary-approach``, default: OLD's, else the eval stage's default, "reasoning"), so hand-made
+or foreign generation files can be scored as they are.
+
 With ``--extra-from OLD`` every field of OLD that compute_metrics does not compute (experiment, config_hash, model,
-backend, sampling, dataset, ...) is copied, and the matcher/bootstrap settings default to OLD's. Bad input prints one
-line naming the file (and line) and exits with status 2; nothing is written then.
+backend, sampling, dataset, ...) is copied, and the matcher/bootstrap/primary-approach settings default to OLD's. Bad
+input prints one line naming the file (and line) and exits with status 2; nothing is written then.
 """
 from __future__ import annotations
 
@@ -20,14 +24,15 @@ from pathlib import Path
 
 from meds1.errors import MedS1Error
 from meds1.evaluate.metrics import COMPUTED_KEYS, check_record, compute_metrics
+from meds1.evaluate.settings import DEFAULTS
 from meds1.io import write_json
 
-DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
 
 
-def read_generations(path: str | Path) -> list[dict]:
-    """generations.jsonl lines, each checked; a bad line is a MedS1Error naming the file and line number."""
+def read_generations(path: str | Path, approach: str = DEFAULTS.primary_approach) -> list[dict]:
+    """generations.jsonl lines, each checked (``run`` 0 and ``approach`` filled in where missing); a bad line is a
+    MedS1Error naming the file and line number."""
     path = Path(path)
     lines = _read_text(path).splitlines()
     records = []
@@ -38,6 +43,8 @@ def read_generations(path: str | Path) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise MedS1Error(f"line {number}: invalid JSON ({err.msg}, column {err.colno})", file=path) from None
+        if isinstance(record, dict):
+            record = {"run": 0, "approach": approach, **record}
         check_record(record, where=f"line {number}", file=path)
         records.append(record)
     if not records:
@@ -46,18 +53,20 @@ def read_generations(path: str | Path) -> list[dict]:
 
 
 def rescore(generations: str | Path, output: str | Path, *, similarity: bool | None = None,
-            bootstrap_resamples: int | None = None, seed: int | None = None,
+            bootstrap_resamples: int | None = None, seed: int | None = None, primary_approach: str | None = None,
             extra_from: str | Path | None = None) -> dict:
     """Recompute metrics from ``generations`` and write them to ``output``; unset settings come from ``extra_from``."""
-    records = read_generations(generations)
     old = _read_json_object(extra_from) if extra_from else {}
+    primary = _first_set(primary_approach, old.get("primary_approach"), DEFAULTS.primary_approach)
+    records = read_generations(generations, approach=primary)
     extra = {k: v for k, v in old.items() if k not in COMPUTED_KEYS}  # what compute_metrics cannot know
     old_boot = (old.get("ci") or {}).get("bootstrap") or {}
     metrics = compute_metrics(
         records,
         similarity=_first_set(similarity, (old.get("matcher") or {}).get("similarity"), False),
-        bootstrap_resamples=_first_set(bootstrap_resamples, old_boot.get("resamples"), DEFAULT_RESAMPLES),
+        bootstrap_resamples=_first_set(bootstrap_resamples, old_boot.get("resamples"), DEFAULTS.bootstrap_resamples),
         seed=_first_set(seed, old_boot.get("seed"), DEFAULT_SEED),
+        primary_approach=primary,
         extra=extra,
     )
     write_json(output, metrics)
@@ -68,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         rescore(args.generations, args.output, similarity=args.similarity,
-                bootstrap_resamples=args.bootstrap_resamples, seed=args.seed, extra_from=args.extra_from)
+                bootstrap_resamples=args.bootstrap_resamples, seed=args.seed,
+                primary_approach=args.primary_approach, extra_from=args.extra_from)
     except MedS1Error as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -76,15 +86,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m meds1.evaluate.score", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m meds1.evaluate.score", description=__doc__.split("\n\n")[0],
+                                     epilog="Lines: id, source, question, options, answer_idx, output; run (default "
+                                            "0), approach (default: the primary approach).")
     parser.add_argument("generations", help="eval/<exp>/generations.jsonl")
     parser.add_argument("-o", "--output", required=True, help="metrics.json to write")
     parser.add_argument("--similarity", action=argparse.BooleanOptionalAction, default=None,
                         help="use the similarity tier (default: as in --extra-from, else off)")
     parser.add_argument("--bootstrap-resamples", type=int, default=None,
-                        help=f"bootstrap resamples (default: as in --extra-from, else {DEFAULT_RESAMPLES})")
+                        help=f"bootstrap resamples (default: as in --extra-from, else {DEFAULTS.bootstrap_resamples})")
     parser.add_argument("--seed", type=int, default=None,
                         help=f"bootstrap seed (default: as in --extra-from, else {DEFAULT_SEED})")
+    parser.add_argument("--primary-approach", default=None, metavar="APPROACH",
+                        help="the headline approach, and the approach of lines that name none (default: as in "
+                             f"--extra-from, else '{DEFAULTS.primary_approach}', the eval stage's default)")
     parser.add_argument("--extra-from", default=None, metavar="OLD_METRICS.json",
                         help="copy experiment, model, backend, sampling, config_hash, ... from this metrics.json")
     return parser

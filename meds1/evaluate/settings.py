@@ -1,7 +1,8 @@
 """The eval stage's settings, with defaults in one place.
 
 The same dataclass validates workflow_config.yaml ``eval:`` (run-wide) and an experiment's ``eval`` block in
-results.json (its own overrides): experiment > workflow > the defaults below.
+results.json (its own overrides): experiment > workflow > the defaults below. The re-score CLI
+(``python -m meds1.evaluate.score``) takes its defaults from here too.
 """
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ from meds1.plugins import EVAL_BACKENDS
 
 @dataclass(frozen=True)
 class EvalSettings:
-    backend: str = opt("auto", "eval backend plug-in (hf, vllm), or auto: vllm on a GPU job, hf on CPU")
-    backend_options: dict = opt({}, "options of the chosen backend (its options dataclass validates them)")
-    max_new_tokens: int = opt(2048, "new tokens per answer", minimum=1)
+    backend: str = opt("auto", "eval backend plug-in (hf, vllm), or auto: vllm on a GPU job (an error when vllm "
+                               "cannot be imported), hf on CPU")
+    backend_options: dict[str, dict] = opt({}, "per backend: {backend name: its options} (e.g. {vllm: "
+                                               "{tensor_parallel_size: 4}}), validated by that backend's options")
+    max_new_tokens: int = opt(2048, "new tokens per answer (with test-time scaling: the thinking budget of "
+                                    "'reasoning' and 'reasoning_Nx')", minimum=1)
+    answer_max_tokens: int = opt(1024, "test-time scaling: tokens for the answer after thinking ends (m1: 1024)",
+                                 minimum=1)
+    primary_approach: str = opt("reasoning", "test-time scaling: the approach whose accuracy is the headline "
+                                             "(a run without test-time scaling has one approach, 'default')")
     temperature: float = opt(0.0, "run 0's temperature (0 = greedy)", minimum=0)
     repeat_temperature: float = opt(0.6, "temperature of repeated runs when temperature is 0", exclusiveMinimum=0)
     top_p: float = opt(0.9, "nucleus sampling for sampled runs", exclusiveMinimum=0, maximum=1)
@@ -30,9 +38,17 @@ class EvalSettings:
                                      minimum=1, maximum=10)
 
     def check(self) -> None:
-        plugin = EVAL_BACKENDS.get(self.backend, key="backend") if self.backend != "auto" else None
-        if plugin is not None:
-            plugin.make_options(self.backend_options, prefix="backend_options")
+        from meds1.evaluate.tts import parse_approach
+
+        parse_approach(self.primary_approach)
+        if self.backend != "auto":
+            EVAL_BACKENDS.get(self.backend, key="backend")
+        for name, options in self.backend_options.items():
+            plugin = EVAL_BACKENDS.get(name, key=f"backend_options.{name}")
+            plugin.make_options(options, prefix=f"backend_options.{name}")
         for source, runs in self.repetitions.items():
             if runs < 1:
                 raise MedS1Error(f"must be at least 1, got {runs}", key=f"repetitions.{source}")
+
+
+DEFAULTS = EvalSettings()

@@ -8,6 +8,10 @@ __all__ = ["build_results", "output_paths", "figure_names"]
 
 
 def __getattr__(name: str):
+    if name in ("output_paths", "figure_names"):  # light: the plot rule reads them at parse time
+        from meds1.plots import outputs
+
+        return getattr(outputs, name)
     if name in __all__:
         from meds1.plots import build
 

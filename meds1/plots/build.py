@@ -7,26 +7,15 @@ Example (what the plot rule's script does)::
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from meds1.plots.comparison import draw_comparison
-from meds1.plots.figures import FIGURES, Arm, draw_figure, figure_path, validate_figure_lists
+from meds1.plots.figures import Arm, draw_figure, validate_figure_lists
+from meds1.plots.outputs import FIGURE_NAMES, figure_path, figure_names, output_paths  # noqa: F401 (re-exported)
 from meds1.plots.style import pixel_size, save_png
 from meds1.plots.summary import (accuracy_points, all_sources, load_metrics, paired_vs_baseline, summary_table,
                                  validate_plot_spec, write_summary)
 
-COMPARISON = "comparison"
-
-
-def figure_names() -> list[str]:
-    """Every figure build_results writes (``<out_dir>/plots/<name>.png``), comparison first."""
-    return [COMPARISON] + FIGURES.names()
-
-
-def output_paths(out_dir: str = "results") -> dict[str, str]:
-    """The files build_results always writes, for the plot rule's ``output:``."""
-    paths = {"summary_csv": str(Path(out_dir) / "summary.csv"), "summary_md": str(Path(out_dir) / "summary.md")}
-    return paths | {name: str(figure_path(out_dir, name)) for name in figure_names()}
+COMPARISON = FIGURE_NAMES[0]
 
 
 def build_results(plot_spec: dict, metrics_paths: dict[str, str], out_dir: str = "results") -> dict:
@@ -52,7 +41,7 @@ def build_results(plot_spec: dict, metrics_paths: dict[str, str], out_dir: str =
 
     specs = {e["name"]: e for e in plot_spec["experiments"]}
     arms = {name: Arm(name, specs[name], m) for name, m in metrics.items()}
-    for name in FIGURES.names():
+    for name in FIGURE_NAMES[1:]:
         figures[name] = draw_figure(name, figure_lists.get(name), arms, out_dir, notices)
     return {"summary": summary, "figures": figures,
             "drawn": [n for n, f in figures.items() if f["status"] == "drawn"],

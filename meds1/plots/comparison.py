@@ -62,7 +62,7 @@ def draw_experiment_bars(ax, points, name, groups, offset, bar_width, color, bas
 
 
 def delta_label(points, name, group, baseline, paired) -> str:
-    """'+3.1' (change vs the baseline, points) with '*' on Overall when the paired test says p < 0.05."""
+    """'+3.1' (change vs the baseline, points), '*' on Overall when the paired Overall difference's CI excludes 0."""
     if baseline is None or name == baseline or group not in points.get(baseline, {}):
         return ""
     delta = points[name][group].accuracy - points[baseline][group].accuracy
@@ -85,6 +85,6 @@ def style_axes(ax, points, groups, height, baseline, width, inches_per_group) ->
     ax.set_title("Accuracy by source and Overall", fontsize=10)
     note = "Error bars: 95% CI."
     if baseline is not None:
-        note = (f"Numbers above bars: change vs baseline '{baseline}' in accuracy points; "
-                f"* p < 0.05, paired McNemar test on Overall.")
+        note = (f"Numbers above bars: change vs baseline '{baseline}' in accuracy points; * on Overall: the 95% CI "
+                f"of the paired Overall difference (bootstrap within sources) excludes 0.")
     ax.set_xlabel(wrap(note, int(max(30, (width - 3.6) * 15))), fontsize=8)

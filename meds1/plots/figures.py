@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from meds1.errors import MedS1Error
+from meds1.plots.outputs import FIGURE_NAMES, figure_path
 from meds1.plots.style import (DPI, PLACEHOLDER_INCHES, experiment_colors, legend_inches, legend_outside, new_figure,
                                pixel_size, save_placeholder, save_png, wrap)
 from meds1.plots.summary import OVERALL, Point, accuracy_points, notice, to_point
@@ -50,15 +51,15 @@ class NoData(Exception):
 
 
 def figure(name: str, title: str, why_unusable: Callable[[Arm], str | None] = lambda arm: None):
-    """Register a drawing function as the figure ``name`` (saved as ``plots/<name>.png``)."""
+    """Register a drawing function as the figure ``name`` (saved as ``plots/<name>.png``; the name must be listed in
+    ``meds1.plots.outputs.FIGURE_NAMES``, the one list the plot rule's outputs come from)."""
+    if name not in FIGURE_NAMES:
+        raise ValueError(f"figure '{name}' is not listed in meds1.plots.outputs.FIGURE_NAMES")
+
     def deco(draw):
         FIGURES.register(name)(FigurePlugin(name, title, draw, why_unusable))
         return draw
     return deco
-
-
-def figure_path(out_dir: str | Path, name: str) -> Path:
-    return Path(out_dir) / "plots" / f"{name}.png"
 
 
 def validate_figure_lists(plot_spec: dict) -> dict[str, list[str]]:

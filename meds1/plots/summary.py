@@ -1,6 +1,10 @@
 """The results table: one row per experiment (plot-spec order) with accuracies, CIs, and paired tests vs the baseline.
 
 Accuracies, CI half-widths, deltas and paired differences are in percentage points (0-100); p-values are plain.
+``paired_*`` is the paired difference of Overall (the unweighted mean over sources, as plotted) and its bootstrap CI;
+``<source>_p_holm`` are per-source McNemar p-values, Holm-adjusted; ``pooled_*`` is McNemar over all pooled questions,
+a secondary number (it weighs sources by size). ``Overall_seed_compatible`` is the same answers scored the seed
+system's way (max of first/last letter, always guessing): comparable with the seed's tables, not with ``Overall``.
 """
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ log = logging.getLogger(__name__)
 OVERALL = "Overall"
 SPEC_COLUMNS = ("name", "description", "model", "method", "format", "extract", "perturbation", "rate", "restore",
                 "n_samples", "train_size")
-PAIRED_COLUMNS = ("n_paired", "base_only_correct", "exp_only_correct", "test", "statistic", "p_value",
-                  "paired_diff", "paired_lo", "paired_hi", "significant")
+PAIRED_COLUMNS = ("n_paired", "paired_diff", "paired_lo", "paired_hi", "significant", "base_only_correct",
+                  "exp_only_correct", "pooled_test", "pooled_statistic", "pooled_p_value")
 INTEGER_COLUMNS = ("n_samples", "train_size", "n_paired", "base_only_correct", "exp_only_correct")
+SEED_COLUMN = f"{OVERALL}_seed_compatible"
 DEFAULT_BOOTSTRAP = {"resamples": 1000, "seed": 0}
 
 
@@ -156,7 +161,12 @@ def paired_vs_baseline(plot_spec: dict, metrics: dict[str, dict], notices: list[
             continue
         if shared < max(len(items), len(base_items)):
             notice(notices, f"'{name}' vs '{baseline}': paired test on the {shared} shared question ids")
-        paired[name] = paired_comparison(items, base_items, resamples=settings["resamples"], seed=settings["seed"])
+        sources = {**(metrics[baseline].get("item_sources") or {}), **(m.get("item_sources") or {})}
+        if not sources:
+            notice(notices, f"'{name}' vs '{baseline}': no item_sources in metrics (older eval): the paired test "
+                            "pools every question")
+        paired[name] = paired_comparison(items, base_items, sources=sources, resamples=settings["resamples"],
+                                         seed=settings["seed"])
     return paired
 
 
@@ -180,7 +190,9 @@ def summary_table(plot_spec: dict, metrics: dict[str, dict], paired: dict[str, d
             row[group] = round(point.accuracy, 2) if point else None
             row[f"{group}_ci"] = round(point.half_width, 2) if point else None
         row["delta"] = round(points[OVERALL].accuracy - base_overall.accuracy, 2) if base_overall else None
-        row.update(paired_columns(paired.get(name)))
+        seed = (metrics[name].get("seed_compatible") or {}).get("accuracy")
+        row[SEED_COLUMN] = round(100 * seed, 2) if seed is not None else None
+        row.update(paired_columns(paired.get(name), sources))
         rows.append(row)
     # Nullable integers: a count with blanks would otherwise be written as 120.0.
     return pd.DataFrame(rows).astype({column: "Int64" for column in INTEGER_COLUMNS})
@@ -199,13 +211,15 @@ def spec_columns(entry: dict, metrics: dict) -> dict:
             "n_samples": entry.get("n_samples"), "train_size": entry.get("train_size")}
 
 
-def paired_columns(paired: dict | None) -> dict:
+def paired_columns(paired: dict | None, sources: list[str]) -> dict:
+    per_source = (paired or {}).get("per_source") or {}
+    holm = {f"{src}_p_holm": (per_source.get(src) or {}).get("p_holm") for src in sources}
     if paired is None:
-        return {column: None for column in PAIRED_COLUMNS}
+        return {column: None for column in PAIRED_COLUMNS} | holm
     columns = {column: paired[column] for column in PAIRED_COLUMNS}
     for key in ("paired_diff", "paired_lo", "paired_hi"):  # accuracy differences -> percentage points
         columns[key] = round(100 * paired[key], 2)
-    return columns
+    return columns | holm
 
 
 # ---------------------------------------------------------------- writing
@@ -221,15 +235,20 @@ def write_summary(table: pd.DataFrame, out_dir: str | Path, baseline: str | None
 def markdown_table(table: pd.DataFrame, baseline: str | None = None) -> str:
     """A readable table: 'acc ± ci' cells, the curation settings in one column, the paired test in two."""
     sources = [c[:-3] for c in table.columns if c.endswith("_ci") and c != f"{OVERALL}_ci"]
-    header = ["Experiment", "Model", "Curation", "Train size", *sources, OVERALL, "Δ vs baseline", "McNemar p",
-              "Paired Δ [95% CI]"]
+    header = ["Experiment", "Model", "Curation", "Train size", *sources, OVERALL, "Δ vs baseline",
+              "Paired Δ Overall [95% CI]", "McNemar p per source (Holm)", "Pooled McNemar p", "Overall, seed scorer"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.to_dict("records"):
         cells = [row["name"], row["model"], curation_label(row), blank_if_none(row["train_size"]),
                  *(accuracy_cell(row, g) for g in sources + [OVERALL]),
-                 "baseline" if row["name"] == baseline else signed(row["delta"]), p_value_cell(row), paired_cell(row)]
+                 "baseline" if row["name"] == baseline else signed(row["delta"]), paired_cell(row),
+                 source_p_cell(row, sources), p_value_cell(row), percent_cell(row[SEED_COLUMN])]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
-    notes = "\nAccuracy in % ± 95% CI half-width. * p < 0.05 (paired McNemar vs the baseline)."
+    notes = ("\nAccuracy in % ± 95% CI half-width; Overall is the unweighted mean of the sources. Paired Δ: Overall "
+             "difference vs the baseline on shared questions, bootstrap resampling questions within each source; * its "
+             "95% CI excludes 0. Per-source McNemar p-values are Holm-adjusted for the number of sources (* < 0.05). "
+             "Pooled McNemar weighs sources by size (a secondary number). Seed scorer: the same answers scored as the "
+             "seed system did (max of first/last letter, always guessing), to compare with its published tables only.")
     return "\n".join(lines) + "\n" + notes + "\n"
 
 
@@ -258,16 +277,26 @@ def signed(value) -> str:
 
 
 def p_value_cell(row: dict) -> str:
-    if missing(row["p_value"]):
+    if missing(row["pooled_p_value"]):
         return ""
-    star = "*" if row["significant"] else ""
-    return f"{row['p_value']:.3g}{star} ({'exact' if row['test'].startswith('exact') else 'χ²'})"
+    return f"{row['pooled_p_value']:.3g} ({'exact' if row['pooled_test'].startswith('exact') else 'χ²'})"
+
+
+def source_p_cell(row: dict, sources: list[str]) -> str:
+    cells = [(src, row.get(f"{src}_p_holm")) for src in sources]
+    return ", ".join(f"{src} {p:.3g}{'*' if p < 0.05 else ''}" for src, p in cells if not missing(p))
+
+
+def percent_cell(value) -> str:
+    return "" if missing(value) else f"{value:.1f}"
 
 
 def paired_cell(row: dict) -> str:
     if missing(row["paired_diff"]):
         return ""
-    return f"{row['paired_diff']:+.1f} [{row['paired_lo']:+.1f}, {row['paired_hi']:+.1f}] (n={int(row['n_paired'])})"
+    star = "*" if row["significant"] else ""
+    return (f"{row['paired_diff']:+.1f}{star} [{row['paired_lo']:+.1f}, {row['paired_hi']:+.1f}] "
+            f"(n={int(row['n_paired'])})")
 
 
 def with_train_sizes(plot_spec: dict, stats_paths: dict[str, str]) -> dict:

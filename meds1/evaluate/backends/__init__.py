@@ -1,20 +1,76 @@
-"""Eval generation backends: ``hf`` (transformers, CPU or GPU) and ``vllm`` (GPU nodes), picked by name or ``auto``.
+"""Eval generation backends, one plug-in module each (``hf``: transformers; ``vllm``: GPU nodes), or ``auto``.
 
-    backend = make_backend("auto", "models/smollm2-135m", model=spec["model"], seed=0, sampling=spec["sampling"])
-    texts = backend.generate(prompts, GenerationParams(max_new_tokens=256))
+A backend module registers a class with ``EVAL_BACKENDS.register(name, options=OptionsDataclass, needs=...)``; the
+class is built as ``cls(model_path, tokenizer=..., options=<its options>, context=BackendContext(...))`` and answers
+``generate(requests, params)`` (see ``base``). Nothing else spells a backend's name.
+
+    backend = make_backend("auto", "models/smollm2-135m", context=BackendContext(model=spec["model"], seed=0))
+    gens = backend.generate([Request(prompt_ids)], GenerationParams(max_new_tokens=256))
 """
 from __future__ import annotations
 
 import importlib.util
 
-from meds1.evaluate.backends.base import (BACKENDS, Backend, Generation, GenerationParams, encode_prompt,
-                                          load_tokenizer)
+from meds1.errors import MedS1Error
+from meds1.evaluate.backends.base import (BACKENDS, Backend, BackendContext, Generation, GenerationParams, Request,
+                                          encode_prompt, load_tokenizer)
 
-__all__ = ["BACKENDS", "Backend", "Generation", "GenerationParams", "encode_prompt", "load_tokenizer",
-           "resolve_backend_name", "make_backend", "vllm_importable"]
+__all__ = ["BACKENDS", "Backend", "BackendContext", "Generation", "GenerationParams", "Request", "encode_prompt",
+           "load_tokenizer", "resolve_backend_name", "make_backend", "backend_options"]
+
+AUTO = "auto"
+
+
+def gpus_visible() -> int:
+    """GPUs this job can use (one place to ask; the project-wide GPU counter replaces it when it lands)."""
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
+def resolve_backend_name(name: str | None) -> str:
+    """``auto``: on a GPU job the first backend that needs a GPU (vLLM), on CPU the first that does not (hf).
+
+    A GPU job whose GPU backend cannot be imported is an error, never a silent CPU-speed run."""
+    name = name or AUTO
+    if name != AUTO:
+        BACKENDS.get(name, key="backend")
+        return name
+    wanted = gpus_visible() > 0
+    plugin = next((p for p in BACKENDS if ("gpu" in p.needs) == wanted), None)
+    if plugin is None:
+        raise MedS1Error("backend auto: no eval backend is registered for this machine", key="backend")
+    check = getattr(plugin.impl, "check_importable", None)
+    if wanted and check is not None:
+        check()
+    return plugin.name
+
+
+def backend_options(name: str, options: dict | None):
+    """The named backend's options dataclass, built from ``eval.backend_options[name]`` (validated)."""
+    plugin = BACKENDS.get(name, key="backend")
+    return plugin.make_options((options or {}).get(name), prefix=f"backend_options.{name}")
+
+
+def make_backend(name: str | None, model_path: str, *, context: BackendContext | None = None,
+                 options: dict | None = None, tokenizer=None) -> Backend:
+    """Build the named backend for ``model_path``; ``options``: ``{backend name: {option: value}}``."""
+    from meds1.evaluate.prompts import resolve_chat_template
+
+    context = context or BackendContext()
+    resolved = resolve_backend_name(name)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model_path, chat_template=resolve_chat_template(context.model.get("chat_template")),
+                                   trust_remote_code=bool(context.model.get("trust_remote_code", False)))
+    return BACKENDS.get(resolved).impl(model_path, tokenizer=tokenizer, options=backend_options(resolved, options),
+                                       context=context)
 
 
 def vllm_importable() -> bool:
+    """Kept for callers that only ask (benchmarks): does ``import vllm`` work here?"""
     if importlib.util.find_spec("vllm") is None:
         return False
     try:
@@ -22,31 +78,3 @@ def vllm_importable() -> bool:
     except Exception:
         return False
     return True
-
-
-def resolve_backend_name(name: str | None) -> str:
-    """``auto`` -> ``vllm`` when a GPU is visible and vllm imports, else ``hf``; other names are checked."""
-    name = name or "auto"
-    if name == "auto":
-        import torch
-
-        return "vllm" if torch.cuda.is_available() and vllm_importable() else "hf"
-    BACKENDS.get(name, key="backend")
-    return name
-
-
-def make_backend(name: str | None, model_path: str, *, model: dict | None = None, seed: int = 0,
-                 sampling: dict | None = None, tensor_parallel_size: int | None = None, tokenizer=None) -> Backend:
-    """Build the named backend for ``model_path`` with the model entry's chat template and trust settings."""
-    from meds1.evaluate.prompts import resolve_chat_template
-
-    model, sampling = model or {}, sampling or {}
-    resolved = resolve_backend_name(name)
-    trust = bool(model.get("trust_remote_code", False))
-    if tokenizer is None:
-        tokenizer = load_tokenizer(model_path, chat_template=resolve_chat_template(model.get("chat_template")),
-                                   trust_remote_code=trust)
-    return BACKENDS.get(resolved).impl(model_path, tokenizer=tokenizer, seed=seed, trust_remote_code=trust,
-                                  batch_size=int(sampling.get("batch_size") or 8),
-                                  tensor_parallel_size=tensor_parallel_size,
-                                  max_model_len=sampling.get("max_model_len"))

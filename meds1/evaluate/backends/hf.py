@@ -2,80 +2,102 @@
 
 Prompts are sorted longest first so that the biggest batch runs first: an out-of-memory error shows up in the first
 seconds, not after an hour. Results come back in input order.
+
+Sampling is per request: each row draws its own Gumbel noise from a generator seeded with the request's seed (argmax
+of logits/T + Gumbel noise is a draw from softmax(logits/T)), so a sampled answer does not depend on which other
+prompts share its batch, and a resumed run samples exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
-from meds1.evaluate.backends.base import BACKENDS, Generation, GenerationParams, encode_prompt
+from dataclasses import dataclass
+from typing import Literal
+
+from meds1.evaluate.backends.base import (BACKENDS, BackendContext, Generation, GenerationParams, Request,
+                                          end_of_turn_ids, finish_generation, limit_of)
+from meds1.options import opt
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
-    """Every id that ends a turn: the generation config may list several (e.g. Llama 3's eot and eos)."""
-    ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
+@dataclass(frozen=True)
+class HFOptions:
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", "weights and compute dtype; auto: bfloat16 on a GPU, float32 on CPU (bf16 is ~10x slower on CPU)")
 
 
-@BACKENDS.register("hf")
+@BACKENDS.register("hf", options=HFOptions, needs=())
 class HFBackend:
+    """transformers generate, on CPU or on every visible GPU (device_map auto)"""
     name = "hf"
 
-    def __init__(self, model_path: str, *, tokenizer, batch_size: int = 8, trust_remote_code: bool = False,
-                 device: str | None = None, **_ignored):
+    def __init__(self, model_path: str, *, tokenizer, options: HFOptions | None = None,
+                 context: BackendContext | None = None, device: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM
 
-        self.tokenizer, self.batch_size = tokenizer, max(1, int(batch_size))
+        options, context = options or HFOptions(), context or BackendContext()
+        self.tokenizer, self.batch_size = tokenizer, max(1, int(context.batch_size))
+        self.prompts_per_call = self.batch_size  # the runner flushes after every batch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         on_gpu = self.device.startswith("cuda")
-        kwargs = {"dtype": torch.bfloat16 if on_gpu else torch.float32, "trust_remote_code": trust_remote_code}
+        dtype = {"auto": torch.bfloat16 if on_gpu else torch.float32}.get(options.dtype) or getattr(torch,
+                                                                                                   options.dtype)
+        kwargs = {"dtype": dtype, "trust_remote_code": bool(context.model.get("trust_remote_code", False))}
         if on_gpu:
             kwargs["device_map"] = "auto"  # spreads a model too big for one GPU over all visible ones
         self.model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
         if not on_gpu:
             self.model.to(self.device)
         self.model.eval()
-        self.eos_ids = _eos_ids(self.model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.end_ids = end_of_turn_ids(tokenizer, self.model.generation_config)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.end_ids)
 
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[Generation]:
-        encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        results: list[Generation | None] = [None] * len(prompts)
+    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_ids))
+        results: list[Generation | None] = [None] * len(requests)
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
-            outputs = self._generate_batch([encoded[i] for i in batch], params, batch_seed=params.seed + start)
-            for i, out in zip(batch, outputs):
+            for i, out in zip(batch, self._generate_batch([requests[i] for i in batch], params)):
                 results[i] = out
         return results
 
-    def _sampling_kwargs(self, params: GenerationParams) -> dict:
-        if params.temperature <= 0:
-            # Explicit, because a model's generation_config may turn sampling on (e.g. Llama 3 instruct).
-            return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        # top_k off, as in the vLLM backend: only temperature and nucleus sampling shape the distribution.
-        return {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": None}
-
-    def _generate_batch(self, rows: list[list[int]], params: GenerationParams, *, batch_seed: int) -> list[Generation]:
+    def _generate_batch(self, batch: list[Request], params: GenerationParams) -> list[Generation]:
         import torch
 
-        padded = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(self.model.device)
-        if params.temperature > 0:
-            torch.manual_seed(batch_seed)
-        stop = {"stop_strings": list(params.stop), "tokenizer": self.tokenizer} if params.stop else {}
+        padded = self.tokenizer.pad({"input_ids": [list(r.prompt_ids) for r in batch]}, padding=True,
+                                    return_tensors="pt").to(self.model.device)
+        limits = [limit_of(r, params) for r in batch]
+        stop_ids = sorted(self.end_ids | set(params.stop_token_ids))
+        # Greedy decoding over seeded per-row noise: see the module docstring. Explicit sampling-off settings,
+        # because a model's generation_config may turn sampling on (e.g. Llama 3 instruct).
+        processors = [SeededSampling([r.seed for r in batch], params)] if params.temperature > 0 else []
+        stop = {"stop_strings": list(params.stop_strings), "tokenizer": self.tokenizer} if params.stop_strings else {}
         with torch.inference_mode():
-            out = self.model.generate(**padded, max_new_tokens=params.max_new_tokens, use_cache=True,
-                                      pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids),
-                                      **self._sampling_kwargs(params), **stop)
+            out = self.model.generate(**padded, max_new_tokens=max(limits), min_new_tokens=params.min_tokens or None,
+                                      use_cache=True, pad_token_id=self.pad_id, eos_token_id=stop_ids,
+                                      do_sample=False, temperature=None, top_p=None, top_k=None,
+                                      logits_processor=processors, **stop)
         new_tokens = out[:, padded["input_ids"].shape[1]:].tolist()
-        return [self._to_generation(ids) for ids in new_tokens]
+        return [finish_generation(self.tokenizer, ids, params=params, end_ids=self.end_ids, limit=limit)
+                for ids, limit in zip(new_tokens, limits)]
 
-    def _to_generation(self, ids: list[int]) -> Generation:
-        """Cut at the first end-of-turn token (kept in the count) and drop the padding of finished rows."""
-        end = next((pos + 1 for pos, tok in enumerate(ids) if tok in self.eos_ids), len(ids))
-        ids = ids[:end]
-        if self.pad_id not in self.eos_ids:  # rows stopped by a stop string are padded, not ended with eos
-            while ids and ids[-1] == self.pad_id:
-                ids.pop()
-        return Generation(self.tokenizer.decode(ids, skip_special_tokens=True), len(ids))
+
+class SeededSampling:
+    """A logits processor: temperature, nucleus filtering, then per-row Gumbel noise from per-row generators."""
+
+    def __init__(self, seeds: list[int], params: GenerationParams):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature, self.top_p = float(params.temperature), float(params.top_p)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_scores, order = torch.sort(scores, descending=True)
+            cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+            drop = cumulative - sorted_scores.softmax(dim=-1) >= self.top_p  # keeps the first token always
+            scores = scores.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        return scores + gumbel.to(scores.device)
