@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,6 +53,7 @@ class _Batch:
         self.semaphore = asyncio.Semaphore(concurrency)
         self.size, self.keep_going, self.max_failed_share = size, keep_going, max_failed_share
         self.failed = 0
+        self.pace_lock = asyncio.Lock()  # one task per process polls the shared bucket; the others queue here
         self.error: BaseException | None = None
         self._tasks: set[asyncio.Task] = set()
         self._sending: set[asyncio.Task] = set()
@@ -262,8 +262,7 @@ class LLMClient:
         async with batch.semaphore:
             batch.check()
             if self.pacer is not None:
-                send_at = await asyncio.to_thread(self.pacer.book)
-                await asyncio.sleep(max(0.0, send_at - time.time()))
+                await self._pace(batch)
             batch.check()
             token = self._ledger.reserve(request)  # raises CostCeilingReached before anything is sent
             with batch.sending():
@@ -280,6 +279,16 @@ class LLMClient:
                 finally:
                     self._ledger.release(token, result, unusable)
         return result
+
+    async def _pace(self, batch: _Batch) -> None:
+        """Wait for a token of the shared bucket (taken at the moment of sending, so late wake-ups cannot bunch)."""
+        async with batch.pace_lock:
+            while True:
+                batch.check()
+                wait = await asyncio.to_thread(self.pacer.take)
+                if wait <= 0.0:
+                    return
+                await asyncio.sleep(wait)
 
     def _before_retry(self, state) -> None:
         self._ledger.record_retry()

@@ -9,7 +9,8 @@ in memory would let them send 20x the rate and spend 20x the ceiling. So both li
   ledger's running total; every change happens under ``state.lock`` (a ``filelock`` lock file).
 
 The pacer is a token bucket whose capacity ``burst`` and refill rate keep every 60 s window at or under ``rpm``:
-burst + 60 s x refill < rpm + 1. Each request books its send time under the lock and then sleeps outside it.
+burst + 60 s x refill < rpm + 1. A request takes its token under the lock at the moment it is sent (never booked
+ahead), so a process that wakes late cannot bunch requests: the bound holds for the real send times.
 """
 from __future__ import annotations
 
@@ -103,22 +104,23 @@ def bucket_for(rpm: float) -> tuple[float, float]:
 
 @dataclass
 class SharedPacer:
-    """Books send times for one provider/model across processes: never more than ``rpm`` in any 60 s window."""
+    """The request bucket of one provider/model, shared across processes: never more than ``rpm`` in 60 s."""
 
     state: SharedState
     name: str
     rpm: float
     clock: Callable[[], float] = time.time  # wall clock: the processes may not share a monotonic one
 
-    def book(self) -> float:
-        """Take the next token; returns the wall time at which the request may be sent."""
+    def take(self) -> float:
+        """Take a token if there is one now (returns 0: send now); else the seconds until there will be one."""
         burst, rate = bucket_for(self.rpm)
         with self.state.update() as state:
             now = self.clock()
             bucket = state.setdefault("pace", {}).get(self.name) or {"level": burst, "t": now}
-            level = min(burst, bucket["level"] + rate * max(0.0, now - bucket["t"])) - 1.0
-            state["pace"][self.name] = {"level": level, "t": now}
-        return now if level >= 0 else now + (-level) / rate
+            level = min(burst, bucket["level"] + rate * max(0.0, now - bucket["t"]))
+            wait = 0.0 if level >= 1.0 else (1.0 - level) / rate
+            state["pace"][self.name] = {"level": level - 1.0 if wait == 0.0 else level, "t": now}
+        return wait
 
 
 # -------------------------------------------------------------------------------------------------------- spending
