@@ -35,10 +35,11 @@ class TraceOutput:
 
 
 def plan_transforms(curation: dict) -> list[str]:
-    """``curation.extract`` as a list, with "step" appended when a perturbation needs step format and lacks it."""
+    """``curation.extract`` as a list, with the step transform (the plug-in marked ``default_for_steps``) appended
+    when a perturbation needs step format and the chain does not end in a transform that makes steps."""
     names = extract_names(curation.get("extract"))
     if curation.get("perturbation") and (not names or "makes_steps" not in TRACE_TRANSFORMS.get(names[-1]).needs):
-        names.append("step")
+        names.append(next(p.name for p in TRACE_TRANSFORMS if p.extra.get("default_for_steps")))
     return names
 
 

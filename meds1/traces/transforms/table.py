@@ -31,10 +31,12 @@ from meds1.traces.textrules import (
 
 
 def row(name: str, *, prompt: str, rule: Rule, describe: str, anchor: str | None = None, post=None,
-        needs_cot: bool = True, makes_steps: bool = False) -> PromptTransform:
+        needs_cot: bool = True, makes_steps: bool = False, **extra) -> PromptTransform:
+    """Register one table row. ``extra`` goes to the plug-in (``default_for_steps``: the transform a perturbation
+    adds when the extract chain does not end in steps)."""
     transform = PromptTransform(prompt, rule, describe, anchor, post, needs_cot)
     TRACE_TRANSFORMS.add(name, transform, needs={"llm", "makes_steps"} if makes_steps else {"llm"},
-                         doc=f"one call with prompts/{prompt}.txt; offline: {describe}")
+                         doc=f"one call with prompts/{prompt}.txt; offline: {describe}", **extra)
     return transform
 
 
@@ -44,8 +46,8 @@ def offline_step(p: dict) -> str:
     return render_steps([Step(title, text) for title, text in titled_units(p["cot"])])
 
 
-STEP = row("step", prompt="step", anchor=STEP_ONE, post=normalise_steps, makes_steps=True, rule=offline_step,
-           describe="one '## Step N' per paragraph (or sentence group), titled by its key sentence")
+STEP = row("step", prompt="step", anchor=STEP_ONE, post=normalise_steps, makes_steps=True, default_for_steps=True,
+           rule=offline_step, describe="one '## Step N' per paragraph (or sentence group), titled by its key sentence")
 
 
 # ---------------------------------------------------------------------------------------------- 1-sentence
