@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "LLMRequest": "meds1.llm.base", "LLMResult": "meds1.llm.base", "OFFLINE_TASKS": "meds1.llm.base",
+    "LLMRequest": "meds1.llm.base", "LLMResult": "meds1.llm.base",
     "LLMClient": "meds1.llm.client", "build_client": "meds1.llm.client",
     "CostCeilingReached": "meds1.llm.ledger",
     "PROVIDERS": "meds1.llm.providers", "Provider": "meds1.llm.providers",

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from meds1.plugins import PluginRegistry
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,3 @@ class LLMResult:
     @property
     def failed(self) -> bool:
         return self.error is not None
-
-
-# Deprecated shim: the offline provider reads ``LLMRequest.offline`` and never looks here. Kept only while
-# meds1/curation/offline_tasks.py and tests/test_curation_s1.py still register / read by task name.
-OFFLINE_TASKS: PluginRegistry[Callable[[LLMRequest], Any]] = PluginRegistry("offline LLM task")
