@@ -139,8 +139,10 @@ class SharedSpending:
     def __post_init__(self):
         self.run = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def reserve(self, usd: float, what: str) -> str:
+    def reserve(self, usd: float, what: str) -> str | None:
         """Book ``usd`` for a call about to be sent, or raise CeilingReached (nothing is booked then)."""
+        if self.max_cost_usd is None:
+            return None  # no ceiling: nothing to book (the paid call still joins the ledger in ``settle``)
         token = uuid.uuid4().hex
         with self.state.update() as state:
             now = time.time()
