@@ -17,8 +17,10 @@ rule curate:
     benchmark:
         "benchmarks/curate/{exp}.tsv"
     threads: 2
-    resources:
-        mem_mb=8000,
+    resources:  # planned per experiment (python -m meds1.plan); site settings come from the profile
+        gpu=lambda wc: REG.resources(wc.exp, "curate")["gpu"],
+        mem_mb=lambda wc: REG.resources(wc.exp, "curate")["mem_mb"],
+        runtime=lambda wc: REG.resources(wc.exp, "curate")["runtime"],
     conda:
         "../envs/curate.yaml"
     script:

@@ -15,10 +15,10 @@ rule eval:
     benchmark:
         "benchmarks/eval/{exp}.tsv"
     threads: 4
-    resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime="4h",
+    resources:  # planned per experiment (python -m meds1.plan); site settings come from the profile
+        gpu=lambda wc: REG.resources(wc.exp, "eval")["gpu"],
+        mem_mb=lambda wc: REG.resources(wc.exp, "eval")["mem_mb"],
+        runtime=lambda wc: REG.resources(wc.exp, "eval")["runtime"],
     conda:
         "../envs/eval-vllm.yaml"
     script:

@@ -16,10 +16,10 @@ rule train:
     benchmark:
         "benchmarks/train/{exp}.tsv"
     threads: 8
-    resources:
-        gpu=1,
-        mem_mb=64000,
-        runtime="12h",
+    resources:  # planned per experiment (python -m meds1.plan); site settings come from the profile
+        gpu=lambda wc: REG.resources(wc.exp, "train")["gpu"],
+        mem_mb=lambda wc: REG.resources(wc.exp, "train")["mem_mb"],
+        runtime=lambda wc: REG.resources(wc.exp, "train")["runtime"],
     conda:
         "../envs/train.yaml"
     script:

@@ -1,8 +1,4 @@
 """Eval: generate on the eval dataset (hf or vLLM backend) and score (meds1.evaluate.run)."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # conda envs (--sdm conda) lack meds1
 
 from meds1.cli import run_rule
 from meds1.data.eval_items import probe_ids

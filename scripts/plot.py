@@ -4,10 +4,6 @@ Files are paired with experiments by name (``params.files``: {"metrics": {exp: p
 same mapping the rule's inputs come from), never by their position in a list.
 """
 import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # conda envs (--sdm conda) lack meds1
 
 from meds1.cli import run_rule
 from meds1.plots import build_results

@@ -15,10 +15,11 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from meds1 import plan
 from meds1.curation.settings import CurationSettings
 from meds1.errors import MedS1Error
 from meds1.evaluate.settings import EvalSettings
@@ -42,6 +43,7 @@ class Experiment:
     train_settings: TrainSettings | None = None
     eval_settings: EvalSettings | None = None
     trained_as: str | None = None  # an earlier experiment with the same curation and training: its checkpoint is ours
+    plans: dict = field(default_factory=dict)  # stage -> meds1.plan.JobPlan: what its jobs need (resources)
 
     @property
     def owns_training(self) -> bool:
@@ -145,6 +147,7 @@ class Registry:
         if exp.datasets.get("eval"):
             own = exp.config.get("eval") or {}
             exp.eval_settings = build(EvalSettings, {**self.wf["eval"], **own}, prefix="config.eval", **where)
+        plan.settle(self, exp)  # GPUs, memory, runtime per job; a train job that cannot fit stops the parse here
 
     def _check_workflow_names(self) -> None:
         base = self.wf.get("baseline")
@@ -247,6 +250,10 @@ class Registry:
         group = "train_datasets" if role == "curate" else "eval_datasets"
         entry = entries.dataset_entry(self, group, self.experiment(name).datasets.get(role))
         return [entry["file_path"]] if entry and "file_path" in entry else []
+
+    def resources(self, name: str, stage: str) -> dict:
+        """What ``stage``'s job of experiment ``name`` asks for: gpu, mem_mb, runtime (minutes), from the plan."""
+        return plan.job_resources(self.experiment(name).plans, stage)
 
     def spec(self, name: str, stage: str) -> dict:
         return STAGES.get(stage).impl.build_spec(self, self.experiment(name))

@@ -68,22 +68,36 @@ def step_of(checkpoint: str | Path | None) -> int | None:
 
 
 def publish_final(trainer, final_dir: str | Path, work_dir: str | Path) -> None:
-    """Save the trainer's current model + tokenizer and move it into ``final_dir`` in one rename.
+    """Gather the trainer's current weights once, in bf16, and move model + tokenizer into ``final_dir`` in one rename.
 
-    Every process must call this (FSDP gathers the full weights collectively); only the main one writes.
+    Every process must call this (FSDP gathers the weights collectively, one tensor at a time); only the main one
+    keeps and writes them, as bf16 safetensors with a config saying so.
     """
+    import torch
+
+    from meds1.sft.fsdp import gathered_state_dict
+
+    main = trainer.is_world_process_zero()
     staging = Path(work_dir) / "final-staging"
-    if trainer.is_world_process_zero() and staging.exists():
+    if main and staging.exists():
         shutil.rmtree(staging)
-    trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():
-        for leftover in ("training_args.bin",):  # a trainer artefact, not part of the model
-            (staging / leftover).unlink(missing_ok=True)
+    weights = gathered_state_dict(trainer.model, dtype=torch.bfloat16, keep=main)
+    if main:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.save_pretrained(staging, state_dict=weights, safe_serialization=True)
+        _declare_dtype(staging / "config.json", "bfloat16")
+        trainer.processing_class.save_pretrained(staging)
         with atomic_path(final_dir) as tmp:
             shutil.move(str(staging), str(tmp))
     trainer.accelerator.wait_for_everyone()
+
+
+def _declare_dtype(config_path: Path, dtype: str) -> None:
+    """save_pretrained records the dtype of the in-memory (fp32 master) weights; the file holds ``dtype``."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = dtype
+    config.pop("torch_dtype", None)
+    write_json(config_path, config)
 
 
 def _readable_json(path: Path):

@@ -60,21 +60,6 @@ def count_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def count_gpus() -> int:
-    """GPUs this job may use: CUDA_VISIBLE_DEVICES when set (SLURM sets it), else what torch sees."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [d for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-        if not ids:
-            return 0
-    try:
-        import torch
-        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except ImportError:
-        available = 0
-    return min(len(ids), available) if visible is not None else available
-
-
 @dataclass(frozen=True)
 class OptimizerSettings:
     adam_beta1: float = opt(0.9, "AdamW beta1", minimum=0, exclusiveMaximum=1)
@@ -105,6 +90,12 @@ class TrainSettings:
     evals_per_epoch: int = opt(4, "validations (and checkpoints) per epoch", minimum=1)
     gradient_checkpointing: bool | Literal["auto"] = opt("auto", "recompute activations in backward; auto: when "
                                                          "the plan (python -m meds1.plan) says it is needed")
+    weights_dtype: Literal["float32", "bfloat16"] = opt(
+        "float32", "float32: fp32 master weights, gradients and AdamW moments sharded by FSDP, bf16 compute on GPU "
+        "(16 bytes per parameter); bfloat16: everything in bf16 as s1 loads Qwen2.5-32B (8 bytes per parameter, "
+        "updates below bf16 resolution are lost)")
+    keep_checkpoints: int = opt(2, "resumable checkpoints kept in ckpts/{exp}/work (the best one counts among them)",
+                                minimum=1)
     group_by_length: bool = opt(False, "batch examples of similar length together")
     packing: bool = opt(False, "trl best-fit-decreasing packing (padding-free rows of max_length)")
     seed: int = opt(42, "training seed (the workflow seed overrides it)")

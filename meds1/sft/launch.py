@@ -1,11 +1,14 @@
-"""Entry point of a training job: one plain process on CPU, ``accelerate launch`` with FSDP over the job's GPUs.
+"""Entry point of a training job: ``accelerate launch`` with FSDP over the job's GPUs, one plain process on CPU.
 
     python -m meds1.sft.launch --spec spec.json --dataset curated/EXP/dataset --model models/smollm2-135m \\
-        --final ckpts/EXP/final --metrics ckpts/EXP/train_metrics.json --work ckpts/EXP/work
+        --final ckpts/EXP/final --metrics ckpts/EXP/train_metrics.json --work ckpts/EXP/work [--gpus N | --cpu]
 
-Run as above inside ONE SLURM task (never ``srun -n``): with GPUs visible it re-launches itself through
-``accelerate launch --num_processes <GPUs> --config_file meds1/resources/accelerate/fsdp.yaml``, one process per
-GPU; on CPU it trains in this process. ``--spec`` takes a JSON file or the JSON text itself.
+Run as above inside ONE SLURM task (never ``srun -n``): it checks that the GPUs it planned are there
+(``meds1.devices``: what SLURM/CUDA give the job, counted once), then re-launches itself through
+``accelerate launch --num_processes <GPUs> --config_file meds1/resources/accelerate/gpus.yaml``, one process per
+GPU, and the workers train with FSDP (``meds1.sft.fsdp``). With no GPU it stops with one line unless CPU was asked
+for (``--cpu``, the rule's ``allow_cpu`` resource or MEDS1_ALLOW_CPU=1); then it trains in this process.
+``--spec`` takes a JSON file or the JSON text itself.
 """
 from __future__ import annotations
 
@@ -19,12 +22,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from meds1.devices import count_gpus, cpu_allowed, require_gpus
 from meds1.errors import MedS1Error
 from meds1.io import read_json, write_json
-from meds1.sft.config import count_gpus
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "resources" / "accelerate"
-FSDP_CONFIG = ACCELERATE_CONFIGS / "fsdp.yaml"
+GPU_LAUNCH_CONFIG = ACCELERATE_CONFIGS / "gpus.yaml"    # one process per GPU; FSDP itself is set in meds1.sft.fsdp
+CPU_LAUNCH_CONFIG = ACCELERATE_CONFIGS / "cpu.yaml"     # N processes on CPU (gloo): the FSDP path, tested without GPUs
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -35,16 +39,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--final", required=True, help="output folder for the selected model + tokenizer")
     parser.add_argument("--metrics", required=True, help="output train_metrics.json")
     parser.add_argument("--work", required=True, help="folder for resumable checkpoints")
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs the job planned (default: all it has)")
+    parser.add_argument("--cpu", action="store_true", help="train on CPU when no GPU works (asked on purpose)")
     return parser.parse_args(argv)
 
 
-def launch_command(num_gpus: int, argv: Sequence[str] = (), *, config_file: str | Path | None = None) -> list[str]:
-    """The command that trains with ``argv`` on ``num_gpus`` GPUs (0: a plain single process)."""
-    if num_gpus < 1:
-        return [sys.executable, "-m", "meds1.sft.launch", *argv]
-    return [_accelerate_executable(), "launch", "--num_processes", str(num_gpus), "--num_machines", "1",
-            "--main_process_port", str(_free_port()), "--config_file", str(config_file or FSDP_CONFIG),
-            "-m", "meds1.sft.launch", *argv]
+def launch_command(num_processes: int, argv: Sequence[str] = (), *, cpu: bool = False) -> list[str]:
+    """The command that trains with ``argv``: one process per GPU through accelerate (FSDP); ``cpu`` starts
+    ``num_processes`` CPU processes the same way; 0 processes: this interpreter, on CPU."""
+    if num_processes < 1:
+        return [sys.executable, "-m", "meds1.sft.launch", *argv, "--cpu"]
+    config = CPU_LAUNCH_CONFIG if cpu else GPU_LAUNCH_CONFIG
+    return [_accelerate_executable(), "launch", "--num_processes", str(num_processes), "--num_machines", "1",
+            "--main_process_port", str(_free_port()), "--config_file", str(config), "-m", "meds1.sft.launch", *argv]
 
 
 def under_launcher() -> bool:
@@ -60,13 +67,14 @@ def read_spec(value: str) -> dict:
         raise MedS1Error(f"train spec is not valid JSON ({err})", file=None if text is value else value) from err
 
 
-def run_training(spec: dict, *, dataset_dir, final_dir, metrics_path, work_dir, gpus: int | None = None,
-                 model_path=None) -> dict:
-    """Train one experiment from Python (the workflow's train script): in this process on CPU, else through
-    ``accelerate launch`` over the visible GPUs (at most ``gpus``, the rule's request). Returns train_metrics."""
+def run_training(spec: dict, *, dataset_dir, final_dir, metrics_path, work_dir, gpus: int = 0,
+                 allow_cpu: bool | None = None, model_path=None) -> dict:
+    """Train one experiment (the workflow's train script): ``gpus`` is the rule's planned count. With that many GPUs
+    working, ``accelerate launch`` runs one FSDP process per GPU; with none, this process trains on CPU if the run
+    asked for CPU (``allow_cpu``, default: MEDS1_ALLOW_CPU), else a one-line MedS1Error. Returns train_metrics."""
     model_path = model_path or spec["model"].get("path") or spec["model"].get("hf_path")
-    visible = count_gpus()
-    processes = min(gpus, visible) if gpus else visible
+    allow_cpu = cpu_allowed() if allow_cpu is None else allow_cpu
+    processes = require_gpus(gpus, allow_cpu=allow_cpu, experiment=spec.get("experiment"), job="train")
     if processes < 1:
         from meds1.sft.train import train
 
@@ -75,27 +83,33 @@ def run_training(spec: dict, *, dataset_dir, final_dir, metrics_path, work_dir, 
     write_json(spec_path, spec)  # the worker processes read the spec from here
     argv = ["--spec", str(spec_path), "--dataset", str(dataset_dir), "--model", str(model_path),
             "--final", str(final_dir), "--metrics", str(metrics_path), "--work", str(work_dir)]
-    command = launch_command(processes, argv)
-    print(f"[meds1.sft] {' '.join(command)}", file=sys.stderr, flush=True)
-    returncode = subprocess.run(command, check=False).returncode
-    if returncode != 0:
-        raise MedS1Error(f"training processes failed with exit code {returncode} (see the log above)",
-                         experiment=spec.get("experiment"))
+    _run_workers(launch_command(processes, argv), spec.get("experiment"))
     return read_json(metrics_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    gpus = count_gpus()
-    if gpus >= 1 and not under_launcher():
-        command = launch_command(gpus, argv)
-        print(f"[meds1.sft] {' '.join(command)}", file=sys.stderr, flush=True)
-        return subprocess.run(command, check=False).returncode
+    if not under_launcher():
+        spec = read_spec(args.spec)
+        planned = args.gpus if args.gpus is not None else max(count_gpus(), 1)
+        if require_gpus(planned, allow_cpu=args.cpu or cpu_allowed(), experiment=spec.get("experiment"),
+                        job="train") >= 1:
+            worker_argv = [a for a in argv if a != "--cpu"]
+            _run_workers(launch_command(planned, worker_argv), spec.get("experiment"))
+            return 0
     from meds1.sft.train import train  # heavy imports only in the process that trains
 
     train(read_spec(args.spec), args.dataset, args.model, args.final, args.metrics, args.work)
     return 0
+
+
+def _run_workers(command: list[str], experiment) -> None:
+    print(f"[meds1.sft] {' '.join(command)}", file=sys.stderr, flush=True)
+    returncode = subprocess.run(command, check=False).returncode
+    if returncode != 0:
+        raise MedS1Error(f"training processes failed with exit code {returncode} (see the log above)",
+                         experiment=experiment)
 
 
 def _read_file(path: str) -> str:

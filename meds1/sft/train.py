@@ -4,8 +4,12 @@
         --final ckpts/EXP/final --metrics ckpts/EXP/train_metrics.json --work ckpts/EXP/work
 
 What happens, top to bottom: settings and the effective batch from the spec; examples fitted to ``max_length`` by
-cutting their reasoning; checkpoints saved to ``work_dir`` at every validation, the run resumed from the latest one
-if it exists; the best (or last) checkpoint's weights published to ``final_dir`` atomically; ``train_metrics.json``.
+cutting their reasoning; checkpoints saved to ``work_dir`` at every validation (sharded per process under FSDP, the
+last ``keep_checkpoints`` kept), the run resumed from the latest one if it exists; the best (or last) weights
+gathered once and published to ``final_dir`` atomically in bf16 with the tokenizer; ``train_metrics.json``.
+
+Precision: on GPU, bf16 compute over fp32 master weights that FSDP shards (``weights_dtype: float32``), or bf16
+weights throughout as s1 does (``weights_dtype: bfloat16``); on CPU fp32 (bf16 there is ~10x slower).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from meds1.sft import checkpoints, metrics
 from meds1.sft.chat import load_tokenizer
 from meds1.sft.config import EffectiveBatch, TrainSettings, count_processes, effective_batch
 from meds1.sft.fit import FitReport, fit_split
+from meds1.sft.fsdp import enable_on_cpu, fsdp_arguments
 from meds1.sft.optim import build_adamw
 
 
@@ -39,6 +44,18 @@ class MedS1SFTTrainer(SFTTrainer):
     def __init__(self, *args, no_decay: list[str], **kwargs):
         self.no_decay = list(no_decay)
         super().__init__(*args, **kwargs)
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        enable_on_cpu(self)  # a no-op unless FSDP was asked for and accelerate declined it (no GPU)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        # A sharded FSDP checkpoint writes its files after this call, but transformers checks right after it (behind
+        # a barrier) whether the best checkpoint's folder exists: every process makes the folder first, so that
+        # check agrees on all ranks (otherwise one rank reloads the best model and the others wait forever).
+        if output_dir and self.is_fsdp_enabled:
+            os.makedirs(output_dir, exist_ok=True)
+        super().save_model(output_dir, _internal_call)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -74,7 +91,8 @@ def build_trainer(spec: dict, dataset_dir, model_path, work_dir) -> TrainingRun:
                       report_to=configure_wandb(spec, work_dir), run_name=experiment)
     if args.process_index == 0:
         checkpoints.prepare_work_dir(work_dir, fingerprint, resuming=resume_from is not None)
-    trainer = MedS1SFTTrainer(model=load_model(model_path, spec["model"]), args=args,
+    model = load_model(model_path, spec["model"], settings.weights_dtype)  # after sft_config: FSDP loading is set
+    trainer = MedS1SFTTrainer(model=model, args=args,
                               train_dataset=splits["train"], processing_class=tokenizer,
                               eval_dataset=splits["validation"] if args.eval_strategy != "no" else None,
                               no_decay=settings.no_decay_params)
@@ -93,7 +111,7 @@ def train(spec: dict, dataset_dir, model_path, final_dir, metrics_path, work_dir
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     selected = metrics.selected_model(trainer.state, run.settings.select)
     trainer.model.config.use_cache = True  # generation-ready config in the published model
-    checkpoints.publish_final(trainer, final_dir, work_dir)
+    checkpoints.publish_final(trainer, final_dir, work_dir)  # every process: the weights are gathered collectively
     result = train_metrics(run, output, selected, experiment=spec.get("experiment"),
                            wall_seconds=time.time() - started)
     if trainer.is_world_process_zero():
@@ -129,8 +147,14 @@ def load_fitted_splits(dataset_dir, tokenizer, max_length: int, experiment) -> t
 
 def sft_config(settings: TrainSettings, batch: EffectiveBatch, work_dir, *, has_validation: bool,
                report_to: list[str], run_name: str | None) -> SFTConfig:
-    """trl/transformers arguments. Validation and checkpoints share one schedule: ``evals_per_epoch`` per epoch."""
+    """trl/transformers arguments. Validation and checkpoints share one schedule: ``evals_per_epoch`` per epoch.
+
+    Under a launcher (accelerate/torchrun, one process per GPU) training is FSDP full shard; a plain process on CPU
+    trains alone with ordinary checkpoints."""
     on_gpu = torch.cuda.is_available()
+    checkpointing = recompute_activations(settings.gradient_checkpointing, on_gpu)
+    sharded = "WORLD_SIZE" in os.environ
+    mixed_bf16 = on_gpu and settings.weights_dtype == "float32"  # bf16 weights compute in bf16 as they are
     # A ratio of all optimizer steps; transformers accepts ratios below 1 only, and just under 1 means "at the end".
     every = min(1.0 / (settings.evals_per_epoch * settings.num_epochs), 0.999999)
     best = has_validation and settings.select == "best"
@@ -142,21 +166,29 @@ def sft_config(settings: TrainSettings, batch: EffectiveBatch, work_dir, *, has_
         warmup_steps=settings.warmup_ratio, adam_beta1=settings.adam_beta1, adam_beta2=settings.adam_beta2,
         adam_epsilon=settings.adam_epsilon, max_length=settings.max_length,
         eval_strategy="steps" if has_validation else "no", eval_steps=every if has_validation else None,
-        save_strategy="steps", save_steps=every, save_total_limit=2, load_best_model_at_end=best,
+        save_strategy="steps", save_steps=every, save_total_limit=settings.keep_checkpoints,
+        load_best_model_at_end=best,
         metric_for_best_model="eval_loss", greater_is_better=False,
         logging_steps=1, include_num_input_tokens_seen="non_padding",
-        bf16=on_gpu, use_cpu=not on_gpu, activation_checkpointing=settings.gradient_checkpointing is True,
+        bf16=mixed_bf16, use_cpu=not on_gpu, activation_checkpointing=checkpointing and not sharded,
+        **(fsdp_arguments(checkpointing) if sharded else {}),
         ddp_find_unused_parameters=False,  # every parameter of a causal LM is used; the check costs a graph walk
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         packing=settings.packing,  # False: one example per row, padded to the longest in the batch
     )
 
 
-def load_model(model_path, model_entry: dict):
-    """fp32 master weights (bf16 autocast on GPU); the cache is useless in training and clashes with checkpointing."""
+def recompute_activations(setting: bool | str, on_gpu: bool) -> bool:
+    """Gradient checkpointing: as set. ``auto`` is normally decided by the plan before the job starts (the registry
+    writes true/false into the spec); a spec run by hand with ``auto`` recomputes on GPU, where memory is short."""
+    return on_gpu if setting == "auto" else bool(setting)
+
+
+def load_model(model_path, model_entry: dict, weights_dtype: str = "float32"):
+    """Weights in ``weights_dtype``; the cache is useless in training and clashes with checkpointing."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32,
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=getattr(torch, weights_dtype),
                                                  trust_remote_code=bool(model_entry.get("trust_remote_code")))
     model.config.use_cache = False
     return model
@@ -199,6 +231,10 @@ def train_metrics(run: TrainingRun, output, selected: dict, *, experiment, wall_
         **metrics.peak_memory_mb(),
         "resumed_from_step": checkpoints.step_of(run.resume_from),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "sharding": "fsdp" if trainer.is_fsdp_enabled else "none",
+        "weights_dtype": run.settings.weights_dtype,
+        "gradient_checkpointing": recompute_activations(run.settings.gradient_checkpointing,
+                                                        torch.cuda.is_available()),
     }
 
 
