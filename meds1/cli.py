@@ -5,7 +5,10 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable
+
+from meds1.io import sweep_leftovers
 
 
 def run_rule(snakemake, main: Callable[[dict], None]) -> None:
@@ -21,6 +24,9 @@ def run_rule(snakemake, main: Callable[[dict], None]) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s", force=True)
     spec = json.loads(snakemake.params.spec) if hasattr(snakemake.params, "spec") else {}
     limit_threads(int(getattr(snakemake, "threads", 0) or 0))
+    for output in snakemake.output:  # what a killed attempt of this job left half-written
+        for leftover in sweep_leftovers(Path(output)):
+            print(f"removed {leftover} (left by an interrupted attempt)", file=sys.stderr)
 
     def run():
         from meds1.plugins import load_extra

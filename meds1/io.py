@@ -17,8 +17,9 @@ def _tmp_sibling(path: Path) -> Path:
 def sweep_leftovers(path: Path) -> list[Path]:
     """Remove temporary siblings of ``path`` left by an attempt that was killed (kill -9, preemption, power).
 
-    Safe because one job writes an output at a time (Snakemake locks outputs): a temporary sibling that exists
-    before this attempt writes can only belong to a dead one. Returns what was removed.
+    Call it for a rule's OWN outputs only, before the job writes them (``meds1.cli.run_rule`` does): Snakemake lets
+    one job at a time write an output, so a temporary sibling that exists then belongs to a dead attempt. Never call
+    it for shared files (caches), which other jobs may be writing right now. Returns what was removed.
     """
     stale = list(path.parent.glob(f".{path.name}.tmp-*")) if path.parent.exists() else []
     for leftover in stale:
@@ -41,7 +42,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_leftovers(path)
     tmp = _tmp_sibling(path)
     try:
         yield tmp

@@ -1,4 +1,5 @@
-"""Crash-safe writes: a write replaces its target whole; what a killed attempt left behind is swept next time."""
+"""Crash-safe writes: a write replaces its target whole; what a killed attempt of a rule left behind is swept when
+the rule runs again (and nothing else: shared caches may be mid-write by another job)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from meds1.io import atomic_path, write_json
+from meds1.io import atomic_path, sweep_leftovers, write_json
 
 
 def test_a_killed_write_leaves_the_old_file_and_the_next_write_sweeps_its_temp(tmp_path):
@@ -28,10 +29,13 @@ def test_a_killed_write_leaves_the_old_file_and_the_next_write_sweeps_its_temp(t
     proc.wait(timeout=30)
     leftovers = list(tmp_path.glob(".dataset.tmp-*"))
     assert len(leftovers) == 1 and (target / "state.json").exists()  # the old output is intact
+    other = tmp_path / ".cache.json.tmp-1-abc"  # another output's temp (e.g. a shared cache being written): kept
+    other.write_text("{}")
+    assert sweep_leftovers(target) == leftovers  # the next run of the rule sweeps its own outputs (meds1.cli.run_rule)
     with atomic_path(target) as tmp:
         tmp.mkdir()
         (tmp / "state.json").write_text("{}")
-    assert list(tmp_path.glob(".dataset.tmp-*")) == []
+    assert list(tmp_path.glob(".dataset.tmp-*")) == [] and other.exists()
     assert (target / "state.json").read_text() == "{}"
 
 
