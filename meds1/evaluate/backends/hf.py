@@ -5,7 +5,9 @@ seconds, not after an hour. Results come back in input order.
 
 Sampling is per request: each row draws its own Gumbel noise from a generator seeded with the request's seed (argmax
 of logits/T + Gumbel noise is a draw from softmax(logits/T)), so a sampled answer does not depend on which other
-prompts share its batch, and a resumed run samples exactly what an uninterrupted one would.
+prompts share its batch, and a resumed run samples exactly what an uninterrupted one would. That holds bit for bit in
+float32; in bfloat16 (the GPU default) the batch shape changes the rounding of the logits, so ``dtype: float32`` is
+the setting for exact reruns.
 """
 from __future__ import annotations
 
