@@ -91,7 +91,10 @@ class Context:
                 if key in total and isinstance(value, (int, float)):
                     total[key] += value
         total["cost_usd"] = round(total["cost_usd"], 6)
-        return total | {"by_role": self.provenance()}
+        # each client's whole ledger too (this_run, runs, failure reasons): the sums above keep numbers only
+        ledgers = {role: self._clients[entry].ledger for role, entry in sorted(self.roles_used.items())
+                   if entry in self._clients}
+        return total | {"by_role": self.provenance(), "ledgers": ledgers}
 
     def provenance(self) -> dict:
         """role -> {provider, model, stand_in}: who wrote what (``stand_in``: the offline rules, not a model)."""
