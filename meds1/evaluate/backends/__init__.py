@@ -22,13 +22,10 @@ AUTO = "auto"
 
 
 def gpus_visible() -> int:
-    """GPUs this job can use (one place to ask; the project-wide GPU counter replaces it when it lands)."""
-    try:
-        import torch
+    """GPUs this job can use: the project's one GPU counter (``meds1.devices``)."""
+    from meds1.devices import count_gpus
 
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:
-        return 0
+    return count_gpus()
 
 
 def resolve_backend_name(name: str | None) -> str:

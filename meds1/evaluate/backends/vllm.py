@@ -14,10 +14,10 @@ model's attention heads; an explicit value is checked when the workflow is parse
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from meds1.devices import count_gpus
 from meds1.errors import MedS1Error
 from meds1.evaluate.backends.base import (BACKENDS, BackendContext, Generation, GenerationParams, Request,
                                           end_of_turn_ids, finish_generation, limit_of)
@@ -49,7 +49,7 @@ class VLLMBackend:
         self._vllm = import_vllm()
         self.tokenizer, self.prompts_per_call = tokenizer, options.prompts_per_call
         heads = attention_heads(context.model, model_path)
-        tp = options.tensor_parallel_size or tensor_parallel_for(visible_gpu_count(), heads)
+        tp = options.tensor_parallel_size or tensor_parallel_for(count_gpus(), heads)
         max_len = options.max_model_len or (context.context_tokens or None)
         log.info("vLLM: tensor_parallel_size=%s max_model_len=%s gpu_memory_utilization=%s", tp, max_len,
                  options.gpu_memory_utilization)
@@ -103,19 +103,6 @@ def import_vllm(why: str = "the vllm backend needs it"):
                          f"({type(err).__name__}: {err}); run the eval rule with --sdm conda (envs/eval-vllm.yaml) on "
                          "a GPU node, or set eval.backend: hf", key="backend") from None
     return vllm
-
-
-def visible_gpu_count() -> int:
-    """GPUs this process may use: those listed in CUDA_VISIBLE_DEVICES (set by SLURM), else all torch sees."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
 
 
 # ------------------------------------------------------------------------------------------------ attention heads
