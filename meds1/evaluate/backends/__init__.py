@@ -9,8 +9,6 @@ class is built as ``cls(model_path, tokenizer=..., options=<its options>, contex
 """
 from __future__ import annotations
 
-import importlib.util
-
 from meds1.errors import MedS1Error
 from meds1.evaluate.backends.base import (BACKENDS, Backend, BackendContext, Generation, GenerationParams, Request,
                                           encode_prompt, load_tokenizer)
@@ -65,13 +63,3 @@ def make_backend(name: str | None, model_path: str, *, context: BackendContext |
     return BACKENDS.get(resolved).impl(model_path, tokenizer=tokenizer, options=backend_options(resolved, options),
                                        context=context)
 
-
-def vllm_importable() -> bool:
-    """Kept for callers that only ask (benchmarks): does ``import vllm`` work here?"""
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    try:
-        import vllm  # noqa: F401
-    except Exception:
-        return False
-    return True
