@@ -95,7 +95,7 @@ def test_prepared_smollm2_is_a_plain_safetensors_model(smollm2_dir):
 
 @pytest.mark.slow
 def test_base_model_answers_demo_questions_in_the_expected_format(smollm2_dir):
-    from meds1.evaluate.backends import make_backend
+    from meds1.evaluate.backends import BackendContext, Request, encode_prompt, make_backend
     from meds1.evaluate.backends.base import GenerationParams, load_tokenizer
     from meds1.matcher import match
     from meds1.evaluate.prompts import build_prompt
@@ -104,7 +104,8 @@ def test_base_model_answers_demo_questions_in_the_expected_format(smollm2_dir):
     tok = load_tokenizer(str(smollm2_dir))
     prompts = [build_prompt(i, tok, prompting="strict", system_prompt="You are a careful medical expert.") for i in items]
     assert all(p.endswith("<|im_start|>assistant\n") for p in prompts)
-    backend = make_backend("hf", str(smollm2_dir), tokenizer=tok, sampling={"batch_size": 8})
-    outs = backend.generate(prompts, GenerationParams(max_new_tokens=48))
+    backend = make_backend("hf", str(smollm2_dir), tokenizer=tok, context=BackendContext(batch_size=8))
+    requests = [Request(tuple(encode_prompt(tok, p))) for p in prompts]
+    outs = backend.generate(requests, GenerationParams(max_new_tokens=48))
     parsed = [match(o.text, i["options"]) for o, i in zip(outs, items)]
     assert any(m.parsed_by in ("strict", "letter") for m in parsed), [o.text for o in outs]
