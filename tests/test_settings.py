@@ -44,8 +44,9 @@ def test_eval_defaults_come_from_eval_settings_only(tmp_path):
     ev = EvalSettings()
     assert spec["sampling"] == {"max_new_tokens": ev.max_new_tokens, "temperature": ev.temperature,
                                 "repeat_temperature": ev.repeat_temperature, "top_p": ev.top_p,
-                                "batch_size": ev.batch_size}
+                                "batch_size": ev.batch_size, "answer_max_tokens": ev.answer_max_tokens}
     assert spec["backend"] == ev.backend and spec["bootstrap"]["resamples"] == ev.bootstrap_resamples
+    assert spec["primary_approach"] == ev.primary_approach
 
 
 @pytest.mark.parametrize("method", SELECTION_METHODS.names())
