@@ -191,3 +191,9 @@ def test_backend_options_are_validated_by_the_backends_own_dataclass(tiny_model_
         make_backend("vllm", str(tiny_model_dir), options={"vllm": {"tp": 2}})
     with pytest.raises(MedS1Error, match="gpu_memory_utilization"):
         make_backend("vllm", str(tiny_model_dir), options={"vllm": {"gpu_memory_utilization": 1.5}})
+
+
+def test_the_engine_context_never_exceeds_the_models_own(tiny_model_dir, vllm):
+    make_backend("vllm", str(tiny_model_dir), context=BackendContext(context_tokens=5000))
+    make_backend("vllm", str(tiny_model_dir), context=BackendContext(context_tokens=300))
+    assert [c["max_model_len"] for c in vllm.CALLS["init"]] == [1024, 300]   # the tiny model holds 1024 positions

@@ -50,7 +50,7 @@ class VLLMBackend:
         self.tokenizer, self.prompts_per_call = tokenizer, options.prompts_per_call
         heads = attention_heads(context.model, model_path)
         tp = options.tensor_parallel_size or tensor_parallel_for(count_gpus(), heads)
-        max_len = options.max_model_len or (context.context_tokens or None)
+        max_len = options.max_model_len or _within_model(context.context_tokens, model_path)
         log.info("vLLM: tensor_parallel_size=%s max_model_len=%s gpu_memory_utilization=%s", tp, max_len,
                  options.gpu_memory_utilization)
         self.llm = self._vllm.LLM(model=str(model_path), tensor_parallel_size=tp,
@@ -144,6 +144,21 @@ def tensor_parallel_for(gpus: int, heads: tuple[int, int] | None) -> int:
         log.warning("vLLM: %d GPUs visible but the model's %d attention heads split over %d; using %d", gpus,
                     heads[0], best, best)
     return best
+
+
+def _within_model(tokens: int, model_path) -> int | None:
+    """The run's context need, capped at the model's own context (vLLM refuses a longer max_model_len)."""
+    import json
+
+    config = Path(str(model_path)) / "config.json"
+    own = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings") if config.is_file() else None
+    if not tokens:
+        return None
+    if own and tokens > own:
+        log.warning("vLLM: the run may need %d tokens of context, more than the model's %d: prompts and answers "
+                    "are cut at %d", tokens, own, own)
+        return int(own)
+    return int(tokens)
 
 
 def _generation_config(model_path):
