@@ -4,16 +4,16 @@ Each format is one row of this table module (``TRACE_FORMATS``). The seed system
 exactly (its ``data/utils/formatting.py``, see ../shared/notes/seed-system.md §3.6), so a registry brought from the
 seed trains the seed's text:
 
-========== ======================================================================= ==================================
-name       reply (``{cot}`` = reasoning, ``{answer}`` = final response)               reply without reasoning
-========== ======================================================================= ==================================
-huatuo     ``## Thinking\\n\\n{cot}\\n\\n## Final Response\\n\\n{answer}``            ``## Final Response\\n\\n{answer}``
-qwen       ``<|im_start|>think\\n{cot}\\n<|im_start|>answer\\nAnswer: {answer}``     ``<|im_start|>answer\\nAnswer: ...``
-nemotron   ``<think>{cot}</think>Answer: {answer}`` (+ system "detailed thinking on") ``Answer: {answer}``
-llama      ``<|start_header_id|>think<|end_header_id|>\\n{cot}\\n``                   ``<|start_header_id|>answer...``
-           ``<|start_header_id|>answer<|end_header_id|>\\nAnswer: {answer}``
-think-tags ``<think>\\n{cot}\\n</think>\\n\\n{answer}`` (ours: Qwen3 / DeepSeek-R1 tags) ``{answer}``
-========== ======================================================================= ==================================
+- ``huatuo``: ``## Thinking\\n\\n{cot}\\n\\n## Final Response\\n\\n{answer}``
+- ``qwen`` (s1/m1): ``<|im_start|>think\\n{cot}\\n<|im_start|>answer\\nAnswer: {answer}``
+- ``nemotron``: ``<think>{cot}</think>Answer: {answer}``, with the system prompt "detailed thinking on"
+- ``llama``: ``<|start_header_id|>think<|end_header_id|>\\n{cot}\\n<|start_header_id|>answer<|end_header_id|>\\n``
+  ``Answer: {answer}``
+- ``think-tags`` (ours; Qwen3 / DeepSeek-R1 tags): ``<think>\\n{cot}\\n</think>\\n\\n{answer}``
+
+Without reasoning (curation ``extract: none``) the seed keeps the answer section: ``## Final Response\\n\\n{answer}``,
+``<|im_start|>answer\\nAnswer: {answer}``, ``Answer: {answer}`` (nemotron), the Llama answer header block; ours: the
+answer alone.
 
 As in the seed, every format but ``huatuo`` prefixes the answer with "Answer: " unless it already contains "Answer:".
 No layout contains an end-of-turn token: the chat template adds the only one, after the answer (a mid-reply EOS would
