@@ -239,3 +239,9 @@ def test_dataset_with_both_or_neither_source(tmp_path):
 def test_whole_number_eval_sample(tmp_path):
     write_files(tmp_path, {"a": with_(BASE, eval_sample=5.0)}, CONFIG)
     assert load_registry({}, tmp_path).spec("a", "eval")["eval_sample"] == 5
+
+
+def test_model_format_is_a_plugin_name(tmp_path):
+    write_files(tmp_path, {"a": BASE}, with_(CONFIG, models__m__format="huatou"))
+    with pytest.raises(MedS1Error, match="config.json: key 'models.m.format': unknown trace format 'huatou'.*huatuo"):
+        load_registry({}, tmp_path)

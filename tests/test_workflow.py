@@ -95,7 +95,7 @@ def test_full_run_builds_every_target(tiny_run):
                  "eval/rand/metrics.json", "results/summary.csv", "results/plots/comparison.png"):
         assert (wd / path).exists(), path
     stats = json.loads((wd / "curated/rand/stats.json").read_text())
-    assert stats["rows_in"] == 150 and stats["rows_kept"] == 16 and stats["train"] + stats["validation"] == 16
+    assert stats["rows_in"] == 160 and stats["rows_kept"] == 16 and stats["train"] + stats["validation"] == 16
     metrics = json.loads((wd / "eval/rand/metrics.json").read_text())
     assert set(metrics["sources"]) == {"MedMCQA_validation", "MedQA_USLME_test", "PubMedQA_test", "MMLU-Pro_Medical_test"}
     assert all(s["n"] == 3 for s in metrics["sources"].values())

@@ -24,7 +24,7 @@ from meds1.curation.settings import CurationSettings
 from meds1.errors import MedS1Error
 from meds1.evaluate.settings import EvalSettings
 from meds1.options import build
-from meds1.plugins import STAGES, load_extra
+from meds1.plugins import STAGES, TRACE_FORMATS, load_extra
 from meds1.registry import entries
 from meds1.registry.resolve import Resolver
 from meds1.registry.validate import check, check_experiment_raw, load_json
@@ -89,6 +89,9 @@ class Registry:
     def _load_config(self) -> dict:
         cfg = load_json(self.base_dir / self.config_file, self.config_file)
         check(cfg, "config", file=self.config_file)
+        for key, model in cfg["models"].items():  # format names come from the plug-ins, not a schema enum
+            if model.get("format") is not None:
+                TRACE_FORMATS.get(model["format"], file=self.config_file, key=f"models.{key}.format")
         for role, key in cfg.get("model_choices", {}).items():
             pool = cfg.get("embedders", {}) if role == "embedder" else cfg["models"]
             if key not in pool:
