@@ -49,6 +49,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from meds1.errors import MedS1Error
+from meds1.plugins import STAGES
 from meds1.sft.config import effective_batch
 
 GIB = 2**30
@@ -294,13 +295,16 @@ def plan_generation(experiment: str, stage: str, model: str, size: ModelSize, *,
 
 def _fewest_gpus(size: ModelSize, weights_gib: float, usable: float, site: Site) -> int:
     """Fewest GPUs whose tensor-parallel split is legal (heads divide) and leaves half of each GPU to the KV cache."""
-    arch = size.arch
+    arch, largest = size.arch, 1
     for gpus in (n for n in GPU_COUNTS if n <= site.gpus_per_node):
         legal = arch is None or (arch.num_attention_heads % gpus == 0 and
                                  (arch.num_key_value_heads % gpus == 0 or gpus % arch.num_key_value_heads == 0))
-        if legal and weights_gib / gpus <= usable / 2:
+        if not legal:
+            continue
+        largest = gpus
+        if weights_gib / gpus <= usable / 2:
             return gpus
-    return min(site.gpus_per_node, 8)
+    return largest  # none leaves half for the KV cache: the most that split legally (the KV check says if it fits)
 
 
 def plan_cpu_job(experiment: str, stage: str, model: str, needs: dict | None = None) -> JobPlan:
@@ -337,15 +341,17 @@ def plan_experiment(reg, exp, site: Site | None = None) -> dict[str, JobPlan]:
     """The plans of one experiment's jobs, by stage (curate, train, eval: the ones it has)."""
     site = site or Site.from_env()
     key = exp.config["model_key"]
-    entry = reg.config["models"][key]
-    size = model_size(key, entry, reg.base_dir)
-    given = entry.get("resources") or {}
+    size, given = _model(reg, key)
     plans = {}
     if exp.trained:
-        probe = {"base_model", "gpu"} & set(exp.curation_settings.needs())
-        plans["curate"] = (plan_generation(exp.name, "curate", key, size, site=site, needs=given.get("curate"),
-                                           max_new_tokens=EVAL_PROMPT_TOKENS) if probe
-                           else plan_cpu_job(exp.name, "curate", key, given.get("curate")))
+        loads = STAGES.get("curate").impl.loads_model(reg, exp)  # the base model it probes (a key), or False
+        probe_key = loads if isinstance(loads, str) else key
+        if loads or "gpu" in exp.curation_settings.needs():
+            probe_size, probe_given = _model(reg, probe_key)
+            plans["curate"] = plan_generation(exp.name, "curate", probe_key, probe_size, site=site,
+                                              needs=probe_given.get("curate"), max_new_tokens=EVAL_PROMPT_TOKENS)
+        else:
+            plans["curate"] = plan_cpu_job(exp.name, "curate", probe_key, given.get("curate"))
         n = exp.curation_settings.n_samples
         rows = int(n * (1 - reg.wf["validation_fraction"])) if n else None
         plans["train"] = plan_train(exp.name, key, size, exp.train_settings, site=site, rows=rows,
@@ -359,6 +365,11 @@ def plan_experiment(reg, exp, site: Site | None = None) -> dict[str, JobPlan]:
 
 
 REFUSE_AT_PARSE = True  # python -m meds1.plan turns it off: it lists what does not fit instead of stopping
+
+
+def _model(reg, key: str) -> tuple[ModelSize, dict]:
+    entry = reg.config["models"][key]
+    return model_size(key, entry, reg.base_dir), entry.get("resources") or {}
 
 
 def settle(reg, exp) -> None:

@@ -1,6 +1,7 @@
 # Registry access for the rules: experiments, target lists, input and params functions.
 # Rules ask the registry; no plug-in or stage name is spelled here beyond the rule's own.
 import json
+import os
 import sys
 
 from meds1.errors import MedS1Error
@@ -12,6 +13,9 @@ try:
     REG.check_targets(sys.argv[1:])
 except MedS1Error as err:  # one line, no traceback, nothing runs
     sys.exit(f"error: {err}")
+
+# envs/*.post-deploy.sh install this checkout into each conda env (--sdm conda) from here.
+os.environ["MEDS1_SOURCE"] = workflow.basedir
 
 EXPERIMENTS = list(REG.experiments)
 SELECTED = REG.selected()

@@ -22,6 +22,7 @@ def pytest_configure(config):
         "HF_HOME": str(tmp / "hf"), "WANDB_MODE": "disabled", "WANDB_DIR": str(tmp / "wandb"),
         "WANDB_CACHE_DIR": str(tmp / "wandb"), "WANDB_CONFIG_DIR": str(tmp / "wandb"),
         "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0",
+        "MEDS1_ALLOW_CPU": "1",  # CI has no GPU: GPU rules (train, eval) run on CPU, asked for (meds1.devices)
     }.items():
         os.environ.setdefault(key, value)
 

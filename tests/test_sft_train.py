@@ -1,8 +1,10 @@
 """Training on the tiny model: masking, loss, best-validation selection, length fitting, resume after SIGKILL,
-and the multi-process path (DDP over gloo on CPU)."""
+the final model (bf16, gathered once), and the multi-process path: FSDP over gloo on two CPU processes, killed and
+resumed from its sharded checkpoint."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -116,6 +118,7 @@ def test_final_model_loads_and_generates(good_run):
 
     out, _ = good_run
     assert sorted(p.name for p in out.iterdir()) == ["final", "train_metrics.json", "work"]  # no temp leftovers
+    assert_bf16_model_with_tokenizer(out / "final")
     tok = AutoTokenizer.from_pretrained(out / "final")
     model = AutoModelForCausalLM.from_pretrained(out / "final")
     prompt = tok.apply_chat_template([{"role": "user", "content": "Which artery?"}], add_generation_prompt=True,
@@ -138,8 +141,9 @@ def test_best_validation_checkpoint_becomes_the_final_model(tiny_model_dir, tmp_
                                    "eval_loss": evals[best_step]}
     assert best_step != metrics["global_step"]  # the premise: the last model is not the best one
     final = load_file(tmp_path / "final" / "model.safetensors")
-    chosen = load_file(tmp_path / "work" / f"checkpoint-{best_step}" / "model.safetensors")
-    last = load_file(tmp_path / "work" / f"checkpoint-{metrics['global_step']}" / "model.safetensors")
+    as_bf16 = lambda path: {k: v.to(torch.bfloat16) for k, v in load_file(path).items()}  # noqa: E731
+    chosen = as_bf16(tmp_path / "work" / f"checkpoint-{best_step}" / "model.safetensors")
+    last = as_bf16(tmp_path / "work" / f"checkpoint-{metrics['global_step']}" / "model.safetensors")
     assert final.keys() == chosen.keys()
     assert all(torch.equal(final[k], chosen[k]) for k in final)
     assert not all(torch.equal(final[k], last[k]) for k in final)
@@ -184,19 +188,83 @@ def test_killed_run_resumes_from_its_checkpoint(tiny_model_dir, curated, tmp_pat
     assert out.shape == (1, 7)
 
 
-def test_two_processes_on_cpu_share_the_batch(tiny_model_dir, curated, tmp_path):
-    """accelerate launch --num_processes 2: on CPU accelerate runs DDP over gloo (it turns FSDP into MULTI_CPU)."""
-    spec = make_spec(tiny_model_dir, batch_size=2, total_batch_size=8, num_epochs=1, evals_per_epoch=1)
+def assert_bf16_model_with_tokenizer(folder: Path) -> None:
+    """The published model: one bf16 safetensors file whose config says bf16, next to the tokenizer."""
+    weights = load_file(folder / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "bfloat16"
+    assert (folder / "tokenizer.json").exists() and not (folder / "training_args.bin").exists()
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL the launcher and its workers at once, as a preempted job dies. torchrun starts each worker in its
+    own session, so a process group kill would leave them running: name them by id, all started by this test."""
+    import psutil
+
+    tree = psutil.Process(pid)
+    for proc in [*tree.children(recursive=True), tree]:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def optimizer_shards(checkpoint: Path) -> dict[str, list[int]]:
+    """optimizer tensor -> element count of each stored piece, from the checkpoint's distributed-checkpoint index."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    metadata = FileSystemReader(str(checkpoint / "optimizer_0")).read_metadata()
+    return {key: [math.prod(chunk.sizes) for chunk in item.chunks]
+            for key, item in metadata.state_dict_metadata.items()
+            if isinstance(item, TensorStorageMetadata) and "exp_avg" in key}
+
+
+def test_fsdp_on_two_cpu_processes_resumes_after_kill_9(tiny_model_dir, curated, tmp_path):
+    """The GPU code path on CPU: accelerate launch, 2 processes over gloo, FSDP2 full shard, sharded checkpoints;
+    killed with SIGKILL after its first checkpoint, resumed from it; the final model loads and generates."""
+    spec = make_spec(tiny_model_dir, batch_size=2, total_batch_size=4, num_epochs=2, evals_per_epoch=2,
+                     select="last")
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    argv = _launch_argv(tmp_path / "spec.json", curated, tiny_model_dir, tmp_path)
-    command = launch.launch_command(2, argv, config_file=launch.ACCELERATE_CONFIGS / "cpu_ddp.yaml")
+    command = launch.launch_command(2, _launch_argv(tmp_path / "spec.json", curated, tiny_model_dir, tmp_path),
+                                    cpu=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    with open(tmp_path / "first.log", "w") as log:
+        job = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 300
+            while not complete_checkpoints(tmp_path / "work") and job.poll() is None and time.time() < deadline:
+                time.sleep(0.02)
+        finally:
+            kill_process_tree(job.pid)
+            job.wait()
+    assert job.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
+    assert not (tmp_path / "final").exists()
+    killed_at, checkpoint = complete_checkpoints(tmp_path / "work")[-1]
+    assert 0 < killed_at < 12
+
+    # Sharded state: each process wrote its own piece of weights and optimizer; nobody holds a full optimizer copy.
+    assert not (checkpoint / "optimizer.pt").exists() and not (checkpoint / "model.safetensors").exists()
+    for folder in ("optimizer_0", "pytorch_model_fsdp_0"):
+        assert sorted(p.name for p in (checkpoint / folder).glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    shards = optimizer_shards(checkpoint)
+    assert shards and all(len(pieces) == 2 for pieces in shards.values())  # every moment tensor split in two
+    full = 8 * sum(sum(pieces) for pieces in shards.values())  # fp32 exp_avg + exp_avg_sq of every parameter
+    assert all((checkpoint / "optimizer_0" / f"__{r}_0.distcp").stat().st_size < 0.75 * full for r in (0, 1))
+
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "train_metrics.json").read_text())
-    assert metrics["effective_batch"] == {"per_device": 2, "grad_accum": 2, "num_gpus": 2, "total": 8}
-    assert metrics["global_step"] == 3  # 24 examples / 8 per optimizer step
-    assert (tmp_path / "final" / "model.safetensors").exists()
+    assert (metrics["sharding"], metrics["resumed_from_step"], metrics["global_step"]) == ("fsdp", killed_at, 12)
+    assert metrics["effective_batch"] == {"per_device": 2, "grad_accum": 1, "num_gpus": 2, "total": 4}
+    assert [p["step"] for p in metrics["loss_curve"]] == list(range(1, 13))  # history kept, nothing redone
+    assert len(complete_checkpoints(tmp_path / "work")) == 2  # keep_checkpoints
+    assert_bf16_model_with_tokenizer(tmp_path / "final")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "final", dtype=torch.float32)
+    out = model.generate(torch.tensor([[1, 5, 9]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert out.shape == (1, 7)
 
 
 def test_without_validation_the_last_model_is_selected(tiny_model_dir, tmp_path):

@@ -11,10 +11,11 @@ import torch
 import yaml
 from datasets import Dataset
 
+from meds1 import devices
 from meds1.errors import MedS1Error
 from meds1.sft import launch
 from meds1.sft.chat import build_example, load_tokenizer
-from meds1.sft.config import EffectiveBatch, TrainSettings, count_gpus, effective_batch
+from meds1.sft.config import EffectiveBatch, TrainSettings, effective_batch
 from meds1.sft.fit import fit_split, token_length
 from meds1.sft.optim import param_groups
 
@@ -92,17 +93,6 @@ def test_effective_batch_errors_name_the_key(params, gpus):
     assert "exp1" in str(err.value) and "training_params." in str(err.value) and "\n" not in str(err.value)
 
 
-def test_count_gpus_honours_cuda_visible_devices(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert count_gpus() == 2
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert count_gpus() == 0
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert count_gpus() == 4
-
-
 # --- settings -----------------------------------------------------------------------------------------------------
 
 def test_settings_defaults_and_model_max_length():
@@ -112,6 +102,7 @@ def test_settings_defaults_and_model_max_length():
     assert (s.max_length, s.seed, s.learning_rate, s.adam_beta2, s.select, s.evals_per_epoch) == \
         (4096, 7, 2e-5, 0.999, "best", 4)
     assert s.no_decay_params == ["bias", "norm.weight", "layernorm.weight", "LayerNorm.weight"]
+    assert (s.weights_dtype, s.keep_checkpoints, s.gradient_checkpointing) == ("float32", 2, "auto")
     assert TrainSettings.from_spec({**spec, "training_params": {"max_length": 256}}).max_length == 256
 
 
@@ -174,27 +165,56 @@ def test_fit_truncates_reasoning_only_and_counts(tiny_model_dir):
 
 # --- launch ---------------------------------------------------------------------------------------------------------
 
-def test_launch_command_cpu_is_a_plain_process():
+def test_launch_command_cpu_is_a_plain_process_that_asked_for_cpu():
     argv = ["--spec", "s.json", "--dataset", "d"]
     cmd = launch.launch_command(0, argv)
-    assert cmd[1:] == ["-m", "meds1.sft.launch", *argv]
+    assert cmd[1:] == ["-m", "meds1.sft.launch", *argv, "--cpu"]
 
 
-def test_launch_command_gpus_use_accelerate_fsdp():
+def test_launch_command_gpus_start_one_process_per_gpu():
     cmd = launch.launch_command(4, ["--spec", "s.json"])
     assert cmd[0].endswith("accelerate") and cmd[1] == "launch"
     assert cmd[cmd.index("--num_processes") + 1] == "4"
-    assert cmd[cmd.index("--config_file") + 1] == str(launch.FSDP_CONFIG)
+    assert cmd[cmd.index("--config_file") + 1] == str(launch.GPU_LAUNCH_CONFIG)
     assert cmd[-4:] == ["-m", "meds1.sft.launch", "--spec", "s.json"]
-    config = yaml.safe_load(launch.FSDP_CONFIG.read_text())
-    assert config["distributed_type"] == "FSDP" and config["mixed_precision"] == "bf16"
-    assert config["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
-    assert config["fsdp_config"]["fsdp_reshard_after_forward"] is True  # full shard
-    assert "fsdp_transformer_layer_cls_to_wrap" not in config["fsdp_config"]  # taken from _no_split_modules
+    gpus = yaml.safe_load(launch.GPU_LAUNCH_CONFIG.read_text())
+    cpu = yaml.safe_load(launch.CPU_LAUNCH_CONFIG.read_text())
+    # the files only start processes; FSDP and precision come from the training settings (one place)
+    assert gpus["distributed_type"] == "MULTI_GPU" and gpus["mixed_precision"] == "no" and not gpus["use_cpu"]
+    assert cpu["distributed_type"] == "MULTI_GPU" and cpu["use_cpu"] is True
+    assert "fsdp_config" not in gpus and "fsdp_config" not in cpu
 
 
-def test_main_relaunches_through_accelerate_when_gpus_are_visible(monkeypatch):
+def test_fsdp_is_full_shard_with_sharded_checkpoints(monkeypatch):
+    from meds1.sft.fsdp import fsdp_arguments
+
+    for var in ("ACCELERATE_USE_FSDP", "FSDP_CPU_RAM_EFFICIENT_LOADING"):
+        monkeypatch.setenv(var, "false")  # restored after the test: fsdp_arguments sets them for the process
+    args = fsdp_arguments(gradient_checkpointing=True)
+    config = args["fsdp_config"]
+    assert "full_shard" in args["fsdp"] and config["version"] == 2 and config["reshard_after_forward"] is True
+    assert config["state_dict_type"] == "SHARDED_STATE_DICT"  # no full gather on rank 0 at a checkpoint
+    assert config["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP" and "transformer_layer_cls_to_wrap" not in config
+    assert config["activation_checkpointing"] is True and config["cpu_ram_efficient_loading"] is True
+    assert os.environ["ACCELERATE_USE_FSDP"] == "true"  # transformers then loads weights on local rank 0 only
+    assert fsdp_arguments(gradient_checkpointing=False)["fsdp_config"]["activation_checkpointing"] is False
+
+
+def test_sft_config_precision_and_checkpointing(tmp_path, monkeypatch):
+    from meds1.sft.train import recompute_activations, sft_config
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    settings = TrainSettings.from_spec({"experiment": "e", "training_params": {"gradient_checkpointing": True,
+                                                                               "keep_checkpoints": 3}})
+    args = sft_config(settings, EffectiveBatch(1, 1, 1, 1), tmp_path, has_validation=True, report_to=[], run_name="e")
+    assert (args.bf16, args.use_cpu, args.activation_checkpointing, args.save_total_limit) == (False, True, True, 3)
+    assert not args.fsdp  # one plain process on CPU
+    assert recompute_activations("auto", on_gpu=True) and not recompute_activations("auto", on_gpu=False)
+
+
+def test_main_relaunches_through_accelerate_over_the_gpus_it_has(monkeypatch):
     calls = []
+    monkeypatch.setattr(devices, "count_gpus", lambda: 2)
     monkeypatch.setattr(launch, "count_gpus", lambda: 2)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
@@ -203,6 +223,18 @@ def test_main_relaunches_through_accelerate_when_gpus_are_visible(monkeypatch):
     argv = ["--spec", "{}", "--dataset", "d", "--model", "m", "--final", "f", "--metrics", "x", "--work", "w"]
     assert launch.main(argv) == 0
     assert calls[0][calls[0].index("--num_processes") + 1] == "2" and calls[0][-len(argv):] == argv
+
+
+def test_main_without_gpu_stops_unless_cpu_is_asked_for(monkeypatch):
+    monkeypatch.setattr(devices, "count_gpus", lambda: 0)
+    monkeypatch.setattr(launch, "count_gpus", lambda: 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv(devices.ALLOW_CPU_ENV, raising=False)
+    argv = ["--spec", '{"experiment": "e"}', "--dataset", "d", "--model", "m", "--final", "f", "--metrics", "x",
+            "--work", "w"]
+    with pytest.raises(MedS1Error, match="experiment 'e': the train job planned 1 GPU"):
+        launch.main(argv)
 
 
 def test_read_spec_accepts_file_or_text(tmp_path):
@@ -260,8 +292,11 @@ def test_run_training_dispatches_to_accelerate_or_in_process(monkeypatch, tmp_pa
                  work_dir=tmp_path / "work")
     in_process = []
     monkeypatch.setattr(train_module, "train", lambda *a: in_process.append(a) or {"where": "here"})
-    monkeypatch.setattr(launch, "count_gpus", lambda: 0)
-    assert launch.run_training(spec, gpus=1, **paths) == {"where": "here"}  # the rule asked for a GPU; none here
+    monkeypatch.setattr(devices, "count_gpus", lambda: 0)
+    with pytest.raises(MedS1Error) as err:  # the rule planned a GPU; none here; CPU not asked for
+        launch.run_training(spec, gpus=1, allow_cpu=False, **paths)
+    assert "\n" not in str(err.value) and "planned 1 GPU(s) but finds none" in str(err.value)
+    assert launch.run_training(spec, gpus=1, allow_cpu=True, **paths) == {"where": "here"}
     assert in_process[0][:2] == (spec, "d") and in_process[0][2] == "models/tiny"
 
     commands = []
@@ -271,7 +306,7 @@ def test_run_training_dispatches_to_accelerate_or_in_process(monkeypatch, tmp_pa
         (tmp_path / "m.json").write_text('{"where": "workers"}')  # what the workers' rank 0 writes
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(launch, "count_gpus", lambda: 8)
+    monkeypatch.setattr(devices, "count_gpus", lambda: 8)
     monkeypatch.setattr(launch.subprocess, "run", fake_accelerate)
     assert launch.run_training(spec, gpus=2, **paths) == {"where": "workers"}
     cmd = commands[0]

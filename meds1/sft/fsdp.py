@@ -59,8 +59,13 @@ def gathered_state_dict(model, *, dtype, keep: bool) -> dict:
     """
     from torch.distributed.tensor import DTensor
 
+    # A tied weight (lm_head = embeddings) is stored once, under its first name, as save_pretrained does.
+    tied = ({n for n, _ in model.named_parameters(remove_duplicate=False)} -
+            {n for n, _ in model.named_parameters()})
     weights = {}
     for name, tensor in model.state_dict().items():
+        if name in tied:
+            continue
         full = tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
         if keep:
             cast = dtype if full.is_floating_point() else full.dtype
