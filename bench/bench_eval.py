@@ -250,11 +250,12 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from meds1.evaluate.backends import encode_prompt, load_tokenizer
+    from meds1.evaluate.backends import encode_prompt
+    from meds1.tokenizers import load_tokenizer
 
     print(load_banner("start"), flush=True)
     model_path = args.model or ensure_smollm()
-    tokenizer = load_tokenizer(str(model_path))
+    tokenizer = load_tokenizer(str(model_path), padding_side="left")
     prompts = load_prompts(args.items, tokenizer)
     lengths = [len(encode_prompt(tokenizer, p)) for p in prompts]
     print(f"{model_path.name}: {len(prompts)} prompts ({min(lengths)}-{max(lengths)} tokens, mean "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from meds1.plugins import PluginRegistry
+from meds1.text import normalise_words
 
 MATCHER_VERSION = "2"  # 2: multi-option answers are ambiguous; capital article guard in the strict tier
 
@@ -148,8 +149,9 @@ def marked_letters(section: str, options: dict[str, str]) -> list[Hit]:
 @MATCH_TIERS.register("option_text")
 def option_text_letters(section: str, options: dict[str, str]) -> list[Hit]:
     """The section contains exactly one option's text (normalised; the longest wins when one text contains another)."""
-    text = f" {_normalise(section)} "
-    hits = {k: _normalise(v) for k, v in options.items() if _normalise(v) and f" {_normalise(v)} " in text}
+    text = f" {normalise_words(section)} "
+    normalised = {k: normalise_words(v) for k, v in options.items()}
+    hits = {k: v for k, v in normalised.items() if v and f" {v} " in text}
     longest = [k for k, v in hits.items() if not any(v != w and f" {v} " in f" {w} " for w in hits.values())]
     return [(longest[0], -1)] if len(longest) == 1 else []
 
@@ -157,8 +159,8 @@ def option_text_letters(section: str, options: dict[str, str]) -> list[Hit]:
 @MATCH_TIERS.register("similarity")
 def similar_option_letters(section: str, options: dict[str, str]) -> list[Hit]:
     """The option whose words best match the section's words (mean difflib ratio), if >= 0.75 and unrivalled."""
-    words = sorted(set(_normalise(section).split()))
-    scores = {letter: _fuzzy_recall(_normalise(text).split(), words) for letter, text in options.items()}
+    words = sorted(set(normalise_words(section).split()))
+    scores = {letter: _fuzzy_recall(normalise_words(text).split(), words) for letter, text in options.items()}
     ranked = sorted(scores.values(), reverse=True)
     if not ranked or ranked[0] < SIMILARITY_THRESHOLD or ranked[1:2] == ranked[:1]:
         return []
@@ -219,10 +221,6 @@ def listed_options(section: str, end: int, options: dict[str, str]) -> list[str]
     if members[-1] in "AI" and len(members) > 1 and _starts_a_phrase(tail):
         members.pop()  # "C and I am sure": the pronoun, not option I
     return [m for m in members if m in options]
-
-
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
 
 
 def _unique(letters: list[str]) -> list[str]:

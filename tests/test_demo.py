@@ -96,12 +96,13 @@ def test_prepared_smollm2_is_a_plain_safetensors_model(smollm2_dir):
 @pytest.mark.slow
 def test_base_model_answers_demo_questions_in_the_expected_format(smollm2_dir):
     from meds1.evaluate.backends import BackendContext, Request, encode_prompt, make_backend
-    from meds1.evaluate.backends.base import GenerationParams, load_tokenizer
+    from meds1.evaluate.backends.base import GenerationParams
+    from meds1.tokenizers import load_tokenizer
     from meds1.matcher import match
     from meds1.evaluate.prompts import build_prompt
 
     items = load_eval_items({"key": "demo-eval", "file_path": str(REPO / "meds1/resources/data/demo_eval.json")})[:8]
-    tok = load_tokenizer(str(smollm2_dir))
+    tok = load_tokenizer(str(smollm2_dir), padding_side="left")
     prompts = [build_prompt(i, tok, prompting="strict", system_prompt="You are a careful medical expert.") for i in items]
     assert all(p.endswith("<|im_start|>assistant\n") for p in prompts)
     backend = make_backend("hf", str(smollm2_dir), tokenizer=tok, context=BackendContext(batch_size=8))

@@ -190,9 +190,9 @@ def test_limit_takes_first_n_per_source_after_exclusions():
 # ----------------------------------------------------------------------------------------------------- prompts
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
-    from meds1.evaluate.backends import load_tokenizer
+    from meds1.tokenizers import load_tokenizer
 
-    return load_tokenizer(tiny_model_dir)
+    return load_tokenizer(tiny_model_dir, padding_side="left")
 
 
 ITEM = {"id": "q", "source": "s", "question": "Which artery?", "options": {"A": "LAD", "B": "RCA"},

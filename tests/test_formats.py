@@ -6,7 +6,7 @@ import pytest
 
 from meds1.errors import MedS1Error
 from meds1.traces.examples import build_example
-from meds1.traces.formats import TRACE_FORMATS, format_from_curation, get_format
+from meds1.traces.formats import TRACE_FORMATS, format_name, get_format
 
 COT, RESPONSE = "Step 1: ST elevation in II, III, aVF.\nStep 2: inferior wall.", "The right coronary artery (B)."
 
@@ -98,11 +98,13 @@ def test_only_nemotron_brings_its_own_system_prompt():
     assert prompts == {**{n: None for n in EXPECTED}, "nemotron": "detailed thinking on"}
 
 
-def test_legacy_huatuo_format_flag_and_model_family():
-    assert format_from_curation({"huatuo_format": True}).name == "huatuo"
-    assert format_from_curation({"format": "qwen", "huatuo_format": True}).name == "qwen"
-    assert format_from_curation({"huatuo_format": False}, {"format": "llama"}).name == "llama"
-    assert format_from_curation({}).name == "huatuo"
+def test_legacy_huatuo_format_flag_experiment_format_and_model_family():
+    assert format_name({"huatuo_format": True}, {"format": "llama"}, "qwen") == "huatuo"
+    assert format_name({"format": "qwen", "huatuo_format": True}) == "qwen"
+    assert format_name({"huatuo_format": False}, {"format": "llama"}) == "llama"
+    assert format_name({"huatuo_format": False}, {"format": "llama"}, "think-tags") == "think-tags"
+    assert format_name(None, {"format": "nemotron"}) == "nemotron"
+    assert format_name({}) == format_name(None) == "huatuo"
 
 
 def test_unknown_format_is_one_line_error_with_suggestion():

@@ -1,7 +1,7 @@
 """The package's layers, as drawn in docs/internals.md, enforced: an import (top-level or inside a function, or a
 module named in a string for importlib) that crosses a forbidden arrow fails this test.
 
-Base (errors, options, plugins, io, devices) <- neutral (data, matcher) <- llm <- traces <- curation;
+Base (errors, options, plugins, io, devices, tokenizers, text) <- neutral (data, matcher) <- llm <- traces <- curation;
 evaluate and sft sit beside curation; plots stand alone; stages/registry/plan/cli tie the stages together.
 """
 from __future__ import annotations
@@ -10,12 +10,12 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "meds1"
-BASE = {"errors", "options", "plugins", "io", "devices"}
+BASE = {"errors", "options", "plugins", "io", "devices", "tokenizers", "text"}
 
 # layer -> the layers it may import (besides itself)
 ALLOWED = {
     "errors": set(), "options": {"errors"}, "plugins": {"errors", "options"}, "io": {"errors"},
-    "devices": {"errors"},
+    "devices": {"errors"}, "tokenizers": {"errors"}, "text": set(),
     "data": BASE, "matcher": BASE,
     "llm": BASE,
     "traces": BASE | {"data", "matcher", "llm"},
@@ -27,7 +27,7 @@ ALLOWED = {
     "plan": BASE | {"sft.config", "evaluate.settings", "curation.settings", "registry.entries"},
     "stages": BASE | {"registry", "curation.settings", "evaluate.settings", "sft.config", "plan", "data"},
     "registry": BASE | {"stages", "curation.settings", "evaluate.settings", "sft.config", "plan", "traces.apply",
-                        "schemas", "llm.settings"},
+                        "traces.formats", "schemas", "llm.settings"},
     "cli": None,  # the scripts' entry glue may import anything
 }
 

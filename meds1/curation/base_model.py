@@ -20,6 +20,7 @@ from pathlib import Path
 
 from meds1.errors import MedS1Error
 from meds1.io import append_jsonl, read_jsonl
+from meds1.tokenizers import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +43,15 @@ def answers_file(model_entry: dict, max_new_tokens: int, cache_dir, template: st
 
 
 @functools.lru_cache(maxsize=2)
-def load_tokenizer(path: str, remote: bool = False):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
-    except OSError as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise MedS1Error(f"cannot load the base model's tokenizer '{path}' ({first})", key="model_choices.base") \
-            from None
+def counting_tokenizer(path: str, remote: bool = False):
+    """The base model's tokenizer for token counts, loaded once per job (s1 measures every trace with it)."""
+    return load_tokenizer({"path": path, "trust_remote_code": remote}, key="model_choices.base")
 
 
 def token_lengths(texts: list[str], model_entry: dict) -> list[int]:
     """Token count of each text under the model's tokenizer (no special tokens), as the seed measured traces."""
-    tok = load_tokenizer(str(model_entry.get("path") or model_entry.get("hf_path")),
-                         bool(model_entry.get("trust_remote_code")))
+    tok = counting_tokenizer(str(model_entry.get("path") or model_entry.get("hf_path")),
+                             bool(model_entry.get("trust_remote_code")))
     counts = []
     for start in range(0, len(texts), 1024):  # batches: fast tokenizers parallelise, one huge call holds all ids
         ids = tok([str(t) for t in texts[start:start + 1024]], add_special_tokens=False)["input_ids"]
@@ -67,12 +62,12 @@ def token_lengths(texts: list[str], model_entry: dict) -> list[int]:
 def load_generator(model_entry: dict):
     """(tokenizer, model) ready for left-padded batched greedy generation on the best device here."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = model_entry.get("path") or model_entry.get("hf_path")
     remote = bool(model_entry.get("trust_remote_code"))
+    tok = load_tokenizer(model_entry, padding_side="left")  # left: new tokens must follow every prompt directly
     try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
         cuda = torch.cuda.is_available()
         model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=remote,
                                                      dtype=torch.bfloat16 if cuda else torch.float32)
@@ -80,11 +75,6 @@ def load_generator(model_entry: dict):
         first = (str(err).strip().splitlines() or [""])[0]
         raise MedS1Error(f"cannot load the base model '{path}' ({first})",
                          key=f"models.{model_entry.get('key')}") from None
-    tok.padding_side = "left"  # decoder-only: new tokens must follow every prompt directly
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if model_entry.get("chat_template"):
-        tok.chat_template = model_entry["chat_template"]
     return tok, model.to("cuda" if cuda else "cpu").eval()
 
 

@@ -19,14 +19,10 @@ import re
 from pathlib import Path
 
 from meds1.llm.base import LLMRequest
+from meds1.text import normalise_words
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "curation"
 MAX_REFERENCE_WORDS = 12  # longer references are explanations, not answers: only exact equality counts then
-
-
-def normalise(text) -> str:
-    """Lower case, punctuation to spaces, single spaces: "Parvovirus-B19." == "parvovirus b19"."""
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", str(text or "").lower()).split())
 
 
 def _contains_phrase(haystack: str, needle: str) -> bool:
@@ -41,13 +37,13 @@ def judge_answer(req: LLMRequest):
     from meds1.matcher import match
 
     p = req.payload
-    answer, reference = normalise(p.get("answer")), normalise(p.get("reference"))
+    answer, reference = normalise_words(p.get("answer")), normalise_words(p.get("reference"))
     options, gold = p.get("options") or None, p.get("answer_idx")
     if options and gold:
         letter = match(str(p.get("answer") or ""), options).letter
         if letter is not None:
             return ("yes" if letter == gold else "no"), {"by": "option letter", "letter": letter}
-        reference = normalise(options.get(gold)) or reference
+        reference = normalise_words(options.get(gold)) or reference
     if len(reference.split()) <= MAX_REFERENCE_WORDS:
         same = _contains_phrase(answer, reference)
     else:

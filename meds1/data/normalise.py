@@ -73,14 +73,9 @@ def token_counter(tokenizer_path: str | None, entry: dict, where: str) -> Callab
         raise MedS1Error("normalise 'nejmcr' filters rows by token count under the base model's tokenizer: set "
                          "config.json model_choices.base", file=where,
                          key=f"train_datasets.{entry.get('key')}.normalise")
-    from transformers import AutoTokenizer
+    from meds1.tokenizers import load_tokenizer
 
-    try:
-        tok = AutoTokenizer.from_pretrained(tokenizer_path)
-    except OSError as err:
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise MedS1Error(f"cannot load the base model's tokenizer '{tokenizer_path}' ({first})", file=where,
-                         key="model_choices.base") from None
+    tok = load_tokenizer(tokenizer_path, file=where, key="model_choices.base")
     return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 

@@ -7,7 +7,6 @@ as the assistant, and test-time scaling can keep appending to that same turn.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from meds1.errors import MedS1Error
@@ -39,18 +38,6 @@ def prompt_strict(item: dict) -> str:
     # The matcher's most reliable pattern is "The answer is X"; ask for it explicitly.
     return (f"{INSTRUCTION} Think it through, then end your response with 'The answer is X', where X is the "
             f"letter of the correct option.\n{format_question(item)}")
-
-
-def resolve_chat_template(value: str | None, *, base_dir: str | Path = ".") -> str | None:
-    """A model entry's ``chat_template``: inline Jinja text, or a path to a template file."""
-    if not value:
-        return None
-    if "{{" in value or "{%" in value:
-        return value
-    path = Path(value) if Path(value).is_absolute() else Path(base_dir) / value
-    if not path.is_file():
-        raise MedS1Error("chat_template is neither Jinja text nor an existing file", file=path, key="chat_template")
-    return path.read_text(encoding="utf-8")
 
 
 def build_messages(item: dict, *, prompting: str | None = None, system_prompt: str | None = None) -> list[dict]:

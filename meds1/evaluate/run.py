@@ -260,12 +260,9 @@ def _evaluate(spec: dict, model_path: str, generations_path, metrics_path, *, wo
 
 
 def model_tokenizer(spec: dict, model_path: str):
-    from meds1.evaluate.backends import load_tokenizer
-    from meds1.evaluate.prompts import resolve_chat_template
+    from meds1.tokenizers import load_tokenizer
 
-    model = spec.get("model") or {}
-    return load_tokenizer(model_path, chat_template=resolve_chat_template(model.get("chat_template")),
-                          trust_remote_code=bool(model.get("trust_remote_code", False)))
+    return load_tokenizer(spec.get("model") or {}, model_path, padding_side="left")  # left: batched generation
 
 
 def _build_backend(spec: dict, model_path: str, backend_name: str, prompts: dict, tokenizer):

@@ -36,7 +36,6 @@ WAIT = "Wait"
 RANDOM_CUES = ("Wait, let me directly compare", "Wait, if", "Wait, a counter-argument is that")  # the seed's
 IMMEDIATE_STATEMENT = "I already know the answer."
 BUDGET_HIT_SUFFIX = "\nFinal Answer:"
-DEFAULT_FORMAT = "huatuo"  # markers for a model without a trace format (HuatuoGPT-o1's, as the seed's default)
 DEFAULT_APPROACHES = ["immediate", "reasoning", "reasoning_2x", "reasoning_4x"]
 
 
@@ -235,6 +234,6 @@ def reasoning_tokens(ctx: ApproachContext, gen: Generation) -> int:
 
 
 def markers_for(format_name: str | None, tokenizer) -> Markers:
-    from meds1.traces.formats import get_format
+    from meds1.traces.formats import DEFAULT_FORMAT, get_format
 
-    return Markers.of(get_format(format_name or DEFAULT_FORMAT, key="format"), tokenizer)
+    return Markers.of(get_format(format_name or DEFAULT_FORMAT, key="format"), tokenizer)  # no format: the seed's

@@ -12,6 +12,8 @@ from meds1.curation.settings import DEFAULT_EMBEDDER
 from meds1.errors import MedS1Error
 from meds1.llm.settings import ENTRY_KEYS  # what the LLM client takes from a config.json model entry
 from meds1.plugins import TRACE_FORMATS
+from meds1.traces.formats import format_name
+from meds1.tokenizers import read_chat_template
 
 
 
@@ -46,9 +48,7 @@ def model_entry(config: dict, key: str) -> dict:
              "trust_remote_code": False, "local_path": None, **copy.deepcopy(config["models"][key]), "key": key}
     entry.pop("description", None)  # prose: editing it must not rerun anything
     if isinstance(entry["chat_template"], dict):  # the seed's sketch of a layout: documentation, not a template
-        _notice_once(f"note: config.json models.{key}.chat_template is an object (documentation only): the "
-                     "tokenizer's own chat template is used")
-        entry["chat_template"] = None
+        entry["chat_template"] = read_chat_template(entry["chat_template"], key=f"models.{key}.chat_template")
     local = entry.get("local_path")
     use_local = local and (Path(local).exists() or entry.get("prepare") or not entry.get("hf_path"))
     entry["path"] = local if use_local else entry.get("hf_path")
@@ -65,14 +65,8 @@ def _notice_once(text: str) -> None:
 
 
 def trace_format(exp, model: dict) -> str:
-    cur = exp.curation or {}
-    if cur.get("format"):
-        return cur["format"]
-    if cur.get("huatuo_format"):
-        return "huatuo"
-    return exp.config.get("format") or model.get("format") or "huatuo"
-
-
+    """The experiment's trace format (one rule for every stage: ``meds1.traces.formats.format_name``)."""
+    return format_name(exp.curation, model, exp.config.get("format"))
 
 
 def llm_entry(reg, role: str = "curation") -> dict:

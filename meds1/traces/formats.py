@@ -98,6 +98,8 @@ HUATUO = _row(TraceFormat(
     "huatuo", "## Thinking\n\n{cot}\n\n## Final Response\n\n{answer}", "## Final Response\n\n{answer}",
     answer_marker="## Final Response", doc="HuatuoGPT-o1 markdown sections (the seed's default)"))
 
+DEFAULT_FORMAT = HUATUO.name  # the seed's default; also the eval markers of a model with no trace format
+
 QWEN = _row(TraceFormat(
     "qwen", "<|im_start|>think\n{cot}\n<|im_start|>answer\n{answer}", "<|im_start|>answer\n{answer}",
     answer_marker="<|im_start|>answer", answer_prefix=ANSWER_PREFIX,
@@ -123,17 +125,13 @@ def get_format(name: str, **where) -> TraceFormat:
     return TRACE_FORMATS.get(name, **where).impl
 
 
-def format_from_curation(curation: dict, model: dict | None = None, **where) -> TraceFormat:
-    """The format a curation block asks for.
-
-    ``format`` wins; the seed system's legacy ``huatuo_format: true`` means ``huatuo`` and ``false`` means the model
-    entry's own ``format`` family; with neither, the model's family, else ``huatuo``.
-    """
-    model_family = (model or {}).get("format")
+def format_name(curation: dict | None, model: dict | None = None, experiment_format: str | None = None) -> str:
+    """The format an experiment's replies are laid out in (training data, eval markers), first that is set:
+    the curation block's ``format``; the seed's legacy ``huatuo_format: true`` (``huatuo``; ``false`` falls
+    through); the experiment's own ``format``; the model entry's ``format`` family; ``DEFAULT_FORMAT``."""
+    curation = curation or {}
     if curation.get("format"):
-        name, key = curation["format"], "curation.format"
-    elif curation.get("huatuo_format") is True:
-        name, key = "huatuo", "curation.huatuo_format"
-    else:
-        name, key = model_family or "huatuo", "model.format"
-    return get_format(name, key=key, **where)
+        return curation["format"]
+    if curation.get("huatuo_format") is True:
+        return HUATUO.name
+    return experiment_format or (model or {}).get("format") or DEFAULT_FORMAT

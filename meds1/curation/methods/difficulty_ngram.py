@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from pathlib import Path
 
 from meds1.curation.selection import Selection
 from meds1.plugins import SELECTION_METHODS
+from meds1.text import normalise_words
 
 LEXICON = Path(__file__).resolve().parents[2] / "resources" / "curation" / "seed_ngram_lexicon.json"
 TRACE = "Complex_CoT"
-PUNCTUATION = re.compile(r"[^\w\s]")  # every character that is neither a word character nor whitespace
 
 
 @functools.lru_cache(maxsize=1)
@@ -27,8 +26,9 @@ def seed_lexicon() -> dict[str, float]:
 
 
 def normalise_trace(text) -> str:
-    """Lower case, punctuation -> space, runs of whitespace -> one space ("Let's see." -> "let s see")."""
-    return " ".join(PUNCTUATION.sub(" ", str(text).lower()).split())
+    """Lower case, punctuation -> space, runs of whitespace -> one space ("Let's see." -> "let s see"): the seed's
+    rule is the project's word normaliser; ``str`` first because the seed scored a missing trace as "None"."""
+    return normalise_words(str(text))
 
 
 def ngram_score(trace) -> float:

@@ -37,6 +37,7 @@ from meds1.errors import MedS1Error
 from meds1.llm.base import LLMRequest
 from meds1.options import opt
 from meds1.plugins import SELECTION_METHODS
+from meds1.text import normalise_words
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def judge_requests(df, rows: list[int], answers: list[str]) -> list[LLMRequest]:
 
 def judge_verdict(text: str) -> bool | None:
     """The seed's rule: the reply's last word is Yes (equivalent) or No; anything else is no verdict."""
-    words = offline_tasks.normalise(text).split()
+    words = normalise_words(text).split()
     last = words[-1] if words else ""
     return True if last == "yes" else False if last == "no" else None
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from meds1.errors import MedS1Error
 from meds1.evaluate.backends.base import (BACKENDS, Backend, BackendContext, Generation, GenerationParams, Request,
-                                          encode_prompt, load_tokenizer)
+                                          encode_prompt)
 
 __all__ = ["BACKENDS", "Backend", "BackendContext", "Generation", "GenerationParams", "Request", "encode_prompt",
-           "load_tokenizer", "resolve_backend_name", "make_backend", "backend_options"]
+           "resolve_backend_name", "make_backend", "backend_options"]
 
 AUTO = "auto"
 
@@ -53,13 +53,12 @@ def backend_options(name: str, options: dict | None):
 def make_backend(name: str | None, model_path: str, *, context: BackendContext | None = None,
                  options: dict | None = None, tokenizer=None) -> Backend:
     """Build the named backend for ``model_path``; ``options``: ``{backend name: {option: value}}``."""
-    from meds1.evaluate.prompts import resolve_chat_template
+    from meds1.tokenizers import load_tokenizer
 
     context = context or BackendContext()
     resolved = resolve_backend_name(name)
     if tokenizer is None:
-        tokenizer = load_tokenizer(model_path, chat_template=resolve_chat_template(context.model.get("chat_template")),
-                                   trust_remote_code=bool(context.model.get("trust_remote_code", False)))
+        tokenizer = load_tokenizer(context.model, model_path, padding_side="left")
     return BACKENDS.get(resolved).impl(model_path, tokenizer=tokenizer, options=backend_options(resolved, options),
                                        context=context)
 

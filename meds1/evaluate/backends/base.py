@@ -1,5 +1,5 @@
 """What every eval backend shares: the request/result types, the one function that cuts a token stream into a
-Generation, and tokenizer loading.
+Generation.
 
 Backends exchange TOKEN IDS, not text: a prompt is the token ids of the rendered chat prompt (plus whatever test-time
 scaling appended), and every backend hands its raw generated ids to ``finish_generation``. So both engines cut at the
@@ -110,19 +110,6 @@ def first_index(lo: int, hi: int, holds) -> int:
 def decode(tokenizer, ids) -> str:
     # Special tokens are kept: a format's markers may be special tokens (end-of-turn was already cut off).
     return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-
-def load_tokenizer(model_path: str, *, chat_template: str | None = None, trust_remote_code: bool = False):
-    """The model's tokenizer, set up for batched decoding: left padding, pad = eos when there is no pad token."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
-    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge of every row
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if chat_template:
-        tokenizer.chat_template = chat_template
-    return tokenizer
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:

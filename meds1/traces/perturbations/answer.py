@@ -18,6 +18,7 @@ import re
 
 from meds1.matcher import match
 from meds1.plugins import PERTURBATIONS
+from meds1.text import normalise_words
 from meds1.traces.extract import run_texts
 from meds1.traces.perturb import Outcome, PerturbContext
 from meds1.traces.prompts import build_request, stand_in
@@ -118,15 +119,11 @@ def why_unchanged(row: TraceRow, new_response: str, fields: dict) -> tuple[str |
         if letter == row.answer_idx:
             return f"the new response keeps the correct answer {letter}", letter
         return None, letter
-    if normalise(new_response) == normalise(row.response):
+    if normalise_words(new_response) == normalise_words(row.response):
         return "the new response repeats the original response", None
-    wrong = normalise(fields.get("WRONG ANSWER"))
+    wrong = normalise_words(fields.get("WRONG ANSWER"))
     for label, known in (("the original answer", fields.get("ORIGINAL ANSWER")), ("the row's answer", row.answer)):
-        if wrong and wrong == normalise(known) and len(wrong.split()) <= MAX_SHORT_ANSWER_WORDS:
+        if wrong and wrong == normalise_words(known) and len(wrong.split()) <= MAX_SHORT_ANSWER_WORDS:
             return f"the wrong answer it names is {label}", None
     return None, None
 
-
-def normalise(text: str | None) -> str:
-    """Lower case, punctuation to spaces, single spaces: "Parvovirus-B19." == "parvovirus b19"."""
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", str(text or "").lower()).split())
