@@ -19,7 +19,7 @@ def guide_files() -> dict[str, str]:
 
 
 def test_the_guide_has_the_examples():
-    assert {"plugins/shortest.py", "plugins/lengths_stage.py", "rules/lengths.smk",
+    assert {"plugins/shortest.py", "plugins/checklist.py", "plugins/lengths_stage.py", "rules/lengths.smk",
             "scripts/lengths.py"} <= set(guide_files())
 
 
@@ -32,11 +32,15 @@ def guided_workdir(tmp_path, tiny_model_dir) -> Path:
                              "training_params": {"num_epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 1,
                                                  "max_length": 384, "evals_per_epoch": 1},
                              "datasets": {"curate": "sft", "eval": "evalset"}}},
+        "checklist": {"config": {"model_key": "tiny", "curation": {"method": "random", "n_samples": 6,
+                                                                    "extract": "checklist"},
+                                 "datasets": {"curate": "sft", "eval": "evalset"}}},
     }
     wd = make_workdir(tmp_path / "w", results={"experiments": experiments}, config=tiny_config(tiny_model_dir),
-                      workflow={"experiments": ["base", "short"], "baseline": "base", "curation_llm": "offline-rules",
-                                "wandb_mode": "disabled", "eval": {"max_new_tokens": 8, "limit": 2},
-                                "plugins": ["plugins/shortest.py", "plugins/lengths_stage.py"]})
+                      workflow={"experiments": ["base", "short", "checklist"], "baseline": "base",
+                                "curation_llm": "offline-rules", "wandb_mode": "disabled",
+                                "eval": {"max_new_tokens": 8, "limit": 2},
+                                "plugins": ["plugins/shortest.py", "plugins/checklist.py", "plugins/lengths_stage.py"]})
     for path, code in guide_files().items():
         (wd / path).parent.mkdir(parents=True, exist_ok=True)
         (wd / path).write_text(code)
@@ -68,3 +72,23 @@ def test_a_bad_option_of_the_new_method_is_one_line(guided_workdir):
     errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("error: ")]
     assert out.returncode != 0 and len(errors) == 1
     assert "key 'config.curation.colum'" in errors[0] and "did you mean 'column'" in errors[0]
+
+
+def test_a_new_trace_transform_plans_and_rewrites_the_selected_traces(guided_workdir):
+    wd = guided_workdir
+    assert planned_jobs(wd, "eval/checklist/metrics.json") == {"curate": 1, "train": 1, "eval": 1}
+    out = snakemake(wd, "curated/checklist/stats.json", timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = pd.read_parquet(wd / "curated/checklist/rows.parquet")
+    kept = rows[rows["status"] == "kept"]
+    assert len(kept) == 6 and kept["llm_failed"].isna().all()
+    for original, checklist in zip(kept["Complex_CoT_original"], kept["Complex_CoT_checklist"]):
+        lines = checklist.splitlines()
+        assert lines and [line.split(". ", 1)[0] for line in lines] == [str(i) for i in range(1, len(lines) + 1)]
+        assert lines[0].split(". ", 1)[1] in " ".join(original.split())  # the trace's own first sentence
+    stats = json.loads((wd / "curated/checklist/stats.json").read_text())
+    assert stats["trace_writer"]["stand_in"] and stats["traces"]["llm_failed_rows"] == 0
+    from datasets import load_from_disk
+
+    train = load_from_disk(str(wd / "curated/checklist/dataset"))["train"]
+    assert all("\n1. " in example["completion"][0]["content"] for example in train)

@@ -1,4 +1,5 @@
-"""Prompt templates (``meds1/resources/prompts/<name>.txt``) and the LLM requests built from them.
+"""Prompt templates (``meds1/resources/prompts/<name>.txt``, or text a plug-in module outside the package adds with
+``add_prompt``) and the LLM requests built from them.
 
 Every request carries its offline stand-in (``LLMRequest.offline``): a rule over the request's structured payload,
 so the offline provider (tests, CI, the CPU demo) answers it without knowing any transform.
@@ -23,8 +24,25 @@ TRANSFORM_PARAMS = {"temperature": 0.0}
 Rule = Callable[[dict], "str | tuple[str, str]"]  # payload -> text, or (text, what the rule did this time)
 
 
-@functools.cache
+_ADDED: dict[str, str] = {}  # name -> template text, from plug-in modules that carry their prompt inline
+
+
+def add_prompt(name: str, text: str) -> str:
+    """Make ``text`` the template ``name`` (a plug-in module outside the package has no prompts folder); returns
+    ``name``. A name that a package file or another module already uses for different text is refused."""
+    taken = _ADDED.get(name, text) != text or (PROMPTS_DIR / f"{name}.txt").exists()
+    if taken:
+        raise MedS1Error(f"prompt template '{name}' is already defined", key="prompt")
+    _ADDED[name] = text
+    return name
+
+
 def load_prompt(name: str) -> str:
+    return _ADDED[name] if name in _ADDED else _read_prompt_file(name)
+
+
+@functools.cache
+def _read_prompt_file(name: str) -> str:
     path = PROMPTS_DIR / f"{name}.txt"
     if not path.exists():
         raise MedS1Error(f"no prompt template '{name}'", file=str(path))

@@ -5,6 +5,8 @@ A new style of trace is a prompt file in ``meds1/resources/prompts/`` plus one r
 
     row("haiku", prompt="haiku", rule=lambda p: p["cot"][:80], describe="the first 80 characters")
 
+or, from a module outside the package (docs/extending.md), the same call with the template's text as ``prompt``.
+
 Transforms that need several calls per row are modules of their own in this package (note, cot-step, ...).
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 
 from meds1.plugins import TRACE_TRANSFORMS
 from meds1.traces.extract import STEP_ONE, PromptTransform
-from meds1.traces.prompts import Rule
+from meds1.traces.prompts import Rule, add_prompt
 from meds1.traces.steps import Step, normalise_steps, render_steps, split_sentences
 from meds1.traces.textrules import (
     NEGATION,
@@ -32,11 +34,15 @@ from meds1.traces.textrules import (
 
 def row(name: str, *, prompt: str, rule: Rule, describe: str, anchor: str | None = None, post=None,
         needs_cot: bool = True, makes_steps: bool = False, **extra) -> PromptTransform:
-    """Register one table row. ``extra`` goes to the plug-in (``default_for_steps``: the transform a perturbation
-    adds when the extract chain does not end in steps)."""
+    """Register one table row. ``prompt``: a template name under resources/prompts/, or the template's text (it has
+    ``{placeholders}``; it becomes template ``name``). ``extra`` goes to the plug-in (``default_for_steps``: the
+    transform a perturbation adds when the extract chain does not end in steps)."""
+    inline = "{" in prompt
+    prompt = add_prompt(name, prompt) if inline else prompt
     transform = PromptTransform(prompt, rule, describe, anchor, post, needs_cot)
+    where = "its own prompt" if inline else f"prompts/{prompt}.txt"
     TRACE_TRANSFORMS.add(name, transform, needs={"llm", "makes_steps"} if makes_steps else {"llm"},
-                         doc=f"one call with prompts/{prompt}.txt; offline: {describe}", **extra)
+                         doc=f"one call with {where}; offline: {describe}", **extra)
     return transform
 
 
