@@ -60,9 +60,9 @@ def test_the_columns_list_form_is_accepted_by_the_config_schema():
     from meds1.registry.validate import check
 
     entry = {"file_path": "eval.csv", "columns": {"question": "stem", "options": ["opa", "opb"]}}
-    check(entry, "config", ref="dataset", file="config.json")
+    check(entry, "config", ref="eval_dataset", file="config.json")
     with pytest.raises(MedS1Error):
-        check({**entry, "columns": {"options": []}}, "config", ref="dataset", file="config.json")
+        check({**entry, "columns": {"options": []}}, "config", ref="eval_dataset", file="config.json")
 
 
 def test_a_latin1_file_is_one_line_naming_file_byte_and_line(tmp_path):
