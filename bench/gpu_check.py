@@ -93,19 +93,20 @@ def environment(report: Report, *, cpu: bool) -> int:
 
 # ------------------------------------------------------------------------------------------------ model and data
 def build_model(folder: Path, *, cpu: bool) -> Path:
-    """The tests' tokenizer with a small random Llama: 2 layers of 64 on CPU; 8 layers of 512 (~27 M) on GPU."""
+    """The tests' tokenizer with a small random Llama, embeddings untied like the 7-32B models': 2 layers of 64 on
+    CPU, 8 layers of 512 (~27 M parameters) on GPU."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from tiny_model import build_tiny_model
 
     build_tiny_model(folder)
-    if cpu:
-        return folder
     tok = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
-                         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
+    hidden, layers = (64, 2) if cpu else (512, 8)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 11 // 4,
+                         num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=4,
+                         max_position_embeddings=2048,
                          tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(config)
@@ -144,7 +145,7 @@ def train_spec(model: Path, *, cpu: bool) -> dict:
 def child_env(*, cpu: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(":"),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", "USE_HUB_KERNELS": "0"}
     if cpu:
         env.update({"OMP_NUM_THREADS": "1", "MEDS1_ALLOW_CPU": "1"})
     return env
@@ -184,8 +185,14 @@ def interrupted_run(command: list[str], work: Path, env: dict, log: Path, report
     killed = job.returncode == -signal.SIGKILL and bool(done)
     report.check("training killed (SIGKILL) after its first checkpoint", killed,
                  f"exit {job.returncode}, checkpoints {[s for s, _ in done]}" +
-                 ("" if killed else f"; log tail: {log.read_text()[-1500:]}"))
+                 ("" if killed else f"; first error: {first_error(log.read_text())}"))
     return done[-1][0] if killed else None
+
+
+def first_error(log: str) -> str:
+    """The first traceback a worker printed (torchrun's own summary comes last and says little)."""
+    at = log.find("Traceback (most recent call last)")
+    return log[at:at + 4000] if at >= 0 else log[-2500:]
 
 
 def check_sharded_checkpoint(work: Path, processes: int, report: Report) -> None:
@@ -202,8 +209,10 @@ def check_sharded_checkpoint(work: Path, processes: int, report: Report) -> None
 
 def training(root: Path, processes: int, report: Report, *, cpu: bool) -> dict | None:
     from meds1.sft import launch
+    from meds1.sft.fsdp import require_torch_for_fsdp
 
     model = build_model(root / "model", cpu=cpu)
+    require_torch_for_fsdp()  # the same one-line refusal the training job would give, before any process starts
     dataset = build_dataset(root / "dataset", 64 if cpu else 512)
     spec_path = root / "spec.json"
     spec_path.write_text(json.dumps(train_spec(model, cpu=cpu)))
@@ -220,7 +229,7 @@ def training(root: Path, processes: int, report: Report, *, cpu: bool) -> dict |
     (root / "resumed_run.log").write_text(resumed.stdout + resumed.stderr)
     if not report.check("resumed run finished", resumed.returncode == 0,
                         f"exit {resumed.returncode}" + ("" if resumed.returncode == 0 else
-                                                        f"; log tail: {(resumed.stdout + resumed.stderr)[-2500:]}")):
+                                                        f"; first error: {first_error(resumed.stdout + resumed.stderr)}")):
         return None
     metrics = json.loads((root / "train_metrics.json").read_text())
     report.check("resumed from the killed step", metrics["resumed_from_step"] == killed_at,
@@ -284,6 +293,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.environ.get("OUT") or ".", help="folder for gpu_check.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (model, logs, checkpoints)")
     args = parser.parse_args(argv)
+    os.environ.setdefault("USE_HUB_KERNELS", "0")  # offline: transformers must not fetch layer kernels for eval
     report, started = Report(), time.time()
     processes = report.run("environment", lambda: environment(report, cpu=args.cpu)) or 0
     root = Path(tempfile.mkdtemp(prefix="meds1-gpu-check-"))
@@ -294,6 +304,9 @@ def main(argv=None) -> int:
     elif processes >= 1:
         metrics = report.run("training", lambda: training(root, processes, report, cpu=args.cpu))
         final = report.run("final model", lambda: final_model(root, report)) if metrics else None
+        if final is None and (root / "model").exists():  # still measure generation, on the untrained model
+            report.figure("generation model", "untrained (training failed)")
+            final = root / "model"
         if final is not None:
             report.run("hf generation", lambda: generation(final, "hf", report))
             if not args.cpu and _importable("vllm"):
@@ -307,6 +320,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps({"checks": report.checks, "figures": report.figures}, indent=1,
                                                    default=str))
+    for log in root.glob("*.log"):  # the training logs travel with the report
+        shutil.copy(log, out / f"gpu_check_{log.name}")
     if args.keep:
         print(f"scratch kept in {root}")
     else:

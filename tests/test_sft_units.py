@@ -200,6 +200,16 @@ def test_fsdp_is_full_shard_with_sharded_checkpoints(monkeypatch):
     assert fsdp_arguments(gradient_checkpointing=False)["fsdp_config"]["activation_checkpointing"] is False
 
 
+def test_fsdp_refuses_a_torch_that_leaves_the_fused_head_unit_half_run(monkeypatch):
+    from meds1.sft.fsdp import require_torch_for_fsdp
+
+    monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
+    with pytest.raises(MedS1Error, match=r"FSDP training needs torch>=2\.13, this is 2\.11\.0\+cu130"):
+        require_torch_for_fsdp()
+    monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
+    require_torch_for_fsdp()
+
+
 def test_sft_config_precision_and_checkpointing(tmp_path, monkeypatch):
     from meds1.sft.train import recompute_activations, sft_config
 

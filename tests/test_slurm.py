@@ -113,13 +113,15 @@ def test_every_env_installs_this_checkout_and_scripts_need_no_path_hack(tmp_path
         assert "sys.path" not in script.read_text(), script
 
 
-@pytest.mark.parametrize("name, needs", [
-    ("curate", {"torch", "transformers", "datasets", "sentence-transformers", "google-genai", "gguf", "filelock"}),
-    ("train", {"torch", "transformers", "datasets", "trl", "accelerate", "jsonschema"}),
+@pytest.mark.parametrize("name, torch, needs", [
+    ("curate", "torch>=2.6,<2.14",
+     {"torch", "transformers", "datasets", "sentence-transformers", "google-genai", "gguf", "filelock"}),
+    ("train", "torch>=2.13,<2.14",  # FSDP with trl's fused LM head (meds1.sft.fsdp.require_torch_for_fsdp)
+     {"torch", "transformers", "datasets", "trl", "accelerate", "jsonschema"}),
 ])
-def test_torch_envs_pin_torch_under_pip(name, needs):
+def test_torch_envs_pin_torch_under_pip(name, torch, needs):
     pip = pip_requirements(load_yaml(REPO / f"envs/{name}.yaml"))
-    assert "torch>=2.6,<2.14" in pip  # a bare torch pulls the newest CUDA build, incompatible with the stack
+    assert torch in pip  # a bare torch pulls the newest CUDA build, incompatible with the stack
     names = {re.split(r"[<>=!~ ]", r, maxsplit=1)[0] for r in pip}
     assert needs <= names
 

@@ -19,9 +19,15 @@ from __future__ import annotations
 
 import os
 
+from meds1.errors import MedS1Error
+
+
+MIN_TORCH = (2, 13)
+
 
 def fsdp_arguments(gradient_checkpointing: bool) -> dict:
     """SFTConfig keyword arguments that turn on FSDP2 full shard with sharded checkpoints."""
+    require_torch_for_fsdp()
     # transformers reads these two to load the weights on local rank 0 only (the others start on `meta`).
     os.environ["ACCELERATE_USE_FSDP"] = "true"
     os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
@@ -33,6 +39,19 @@ def fsdp_arguments(gradient_checkpointing: bool) -> dict:
         "cpu_ram_efficient_loading": True,
         "activation_checkpointing": bool(gradient_checkpointing),
     }}
+
+
+def require_torch_for_fsdp() -> None:
+    """trl's fused LM head computes the loss from the head's weight without calling the head, and accelerate puts
+    the final norm and the head in one FSDP unit: torch < 2.13 leaves that unit half-run, and the first step after
+    a checkpoint fails ("mixed torch.Tensor and DTensor", seen on an H200 with torch 2.11). torch 2.13 completes it."""
+    import torch
+
+    found = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    if found < MIN_TORCH:
+        raise MedS1Error(f"FSDP training needs torch>={'.'.join(map(str, MIN_TORCH))}, this is {torch.__version__} "
+                         "(trl's fused LM head skips a module of accelerate's last FSDP unit; torch 2.13 handles "
+                         "it): install the train environment (envs/train.yaml)")
 
 
 def enable_on_cpu(trainer) -> None:

@@ -185,11 +185,14 @@ def recompute_activations(setting: bool | str, on_gpu: bool) -> bool:
 
 
 def load_model(model_path, model_entry: dict, weights_dtype: str = "float32"):
-    """Weights in ``weights_dtype``; the cache is useless in training and clashes with checkpointing."""
+    """Weights in ``weights_dtype``; the cache is useless in training and clashes with checkpointing. No hub kernels:
+    transformers 5.25 would fetch layer kernels from the Hub on a GPU (compute nodes are often offline, and the
+    trained layers must be the model's own code)."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=getattr(torch, weights_dtype),
-                                                 trust_remote_code=bool(model_entry.get("trust_remote_code")))
+                                                 trust_remote_code=bool(model_entry.get("trust_remote_code")),
+                                                 use_kernels=False)
     model.config.use_cache = False
     return model
 
