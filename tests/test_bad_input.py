@@ -47,8 +47,8 @@ def run_bad(tmp_path, tiny_model_dir, *, sft=None, evalset=None, target="eval/x/
     ([], ["dataset is empty"]),
     ([{k: v for k, v in GOOD_ROW.items() if k != "Complex_CoT"}], ["missing required column", "Complex_CoT"]),
     ([GOOD_ROW, GOOD_ROW], ["duplicated id 'r1'"]),
-    ([GOOD_ROW | {"answer_idx": "E"}], ["answer_idx 'E' is not among its options", "row 0"]),
-    ('[{"id": 1,}]', ["cannot read dataset"]),
+    ([GOOD_ROW | {"answer_idx": "E"}], ['answer_idx "E" is not among its options', "row 0"]),
+    ('[{"id": 1,}]', ["invalid JSON at line 1, column 11"]),
 ])
 def test_bad_training_file(tmp_path, tiny_model_dir, sft, words):
     line = run_bad(tmp_path, tiny_model_dir, sft=sft, target="curated/x/stats.json")

@@ -104,6 +104,8 @@ REGISTRY_CASES = [
     ("workflow-float-seed", {"a": BASE}, CONFIG, {"seed": 4.5}, ["key 'seed'", "must be integer"]),
     ("workflow-nan", {"a": BASE}, CONFIG, {"validation_fraction": float("nan")}, ["validation_fraction", "finite"]),
     ("figures-unknown-exp", {"a": BASE}, CONFIG, {"figures": {"syntax": ["zz"]}}, ["figures.syntax", "unknown"]),
+    ("figures-unknown-figure", {"a": BASE}, CONFIG, {"figures": {"sintax": ["a"]}},
+     ["key 'figures.sintax'", "unknown figure", "did you mean 'syntax'"]),
     ("plugin-module-missing", {"a": BASE}, CONFIG, {"plugins": ["no_such_module_xyz"]},
      ["key 'plugins'", "cannot import plug-in module 'no_such_module_xyz'"]),
     ("config-unknown-key", {"a": BASE}, with_(CONFIG, models__m__max_lenght=5), {},

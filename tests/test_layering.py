@@ -26,7 +26,7 @@ ALLOWED = {
     "models": BASE,
     "plan": BASE | {"sft.config", "evaluate.settings", "curation.settings", "registry.entries"},
     "stages": BASE | {"registry", "curation.settings", "evaluate.settings", "sft.config", "plan", "data"},
-    "registry": BASE | {"stages", "curation.settings", "evaluate.settings", "sft.config", "plan", "traces.apply",
+    "registry": BASE | {"plots.outputs", "stages", "curation.settings", "evaluate.settings", "sft.config", "plan", "traces.apply",
                         "traces.formats", "schemas", "llm.settings"},
     "cli": None,  # the scripts' entry glue may import anything
 }

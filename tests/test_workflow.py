@@ -97,7 +97,7 @@ def test_full_run_builds_every_target(tiny_run):
     stats = json.loads((wd / "curated/rand/stats.json").read_text())
     assert stats["rows_in"] == 160 and stats["rows_kept"] == 16 and stats["train"] + stats["validation"] == 16
     metrics = json.loads((wd / "eval/rand/metrics.json").read_text())
-    assert set(metrics["sources"]) == {"MedMCQA_validation", "MedQA_USLME_test", "PubMedQA_test", "MMLU-Pro_Medical_test"}
+    assert set(metrics["sources"]) == {"Basic_Science", "Clinical_Vignettes", "Pharmacology"}  # demo_eval.json
     assert all(s["n"] == 3 for s in metrics["sources"].values())
     assert (wd / "logs/train/rand.log").exists() and (wd / "benchmarks/eval/base.tsv").exists()
 

@@ -24,6 +24,7 @@ from meds1.curation.settings import CurationSettings
 from meds1.errors import MedS1Error
 from meds1.evaluate.settings import EvalSettings
 from meds1.options import build
+from meds1.plots.outputs import FIGURE_NAMES
 from meds1.plugins import STAGES, TRACE_FORMATS, load_extra
 from meds1.registry import entries
 from meds1.registry.resolve import Resolver
@@ -169,6 +170,9 @@ class Registry:
                              key="curation_llm", choices=self.config["models"], value=llm)
         check_writable(self.wf["cache_dir"], self.base_dir)
         for fig, names in self.wf["figures"].items():
+            if fig not in FIGURE_NAMES[1:]:  # comparison is always drawn from every selected experiment
+                raise MedS1Error(f"unknown figure '{fig}' (figures with chosen arms: {', '.join(FIGURE_NAMES[1:])})",
+                                 file=WORKFLOW_FILE, key=f"figures.{fig}", choices=FIGURE_NAMES[1:], value=fig)
             for n in names:
                 if n not in self.experiments:
                     raise MedS1Error(f"unknown experiment '{n}'", file=WORKFLOW_FILE, key=f"figures.{fig}",
