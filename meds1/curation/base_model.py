@@ -69,7 +69,7 @@ def load_generator(model_entry: dict):
     tok = load_tokenizer(model_entry, padding_side="left")  # left: new tokens must follow every prompt directly
     try:
         cuda = torch.cuda.is_available()
-        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=remote,
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=remote, use_kernels=False,
                                                      dtype=torch.bfloat16 if cuda else torch.float32)
     except OSError as err:
         first = (str(err).strip().splitlines() or [""])[0]

@@ -42,7 +42,9 @@ class HFBackend:
         on_gpu = self.device.startswith("cuda")
         dtype = {"auto": torch.bfloat16 if on_gpu else torch.float32}.get(options.dtype) or getattr(torch,
                                                                                                    options.dtype)
-        kwargs = {"dtype": dtype, "trust_remote_code": bool(context.model.get("trust_remote_code", False))}
+        # use_kernels=False: transformers 5.25 otherwise fetches Hub kernels on a GPU (the `kernels` package, a hub)
+        kwargs = {"dtype": dtype, "trust_remote_code": bool(context.model.get("trust_remote_code", False)),
+                  "use_kernels": False}
         if on_gpu:
             kwargs["device_map"] = "auto"  # spreads a model too big for one GPU over all visible ones
         self.model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
