@@ -249,11 +249,10 @@ def wide_results() -> dict:
 
 
 @pytest.fixture(scope="module")
-def pristine_workdir(tmp_path_factory, tiny_model_dir, shared_data) -> Path:
+def pristine_workdir(tmp_path_factory, tiny_model_dir) -> Path:
     """The tiny workflow (base: no training; rand: random curation + training; wide: the same on a model planned
     for 2 GPUs), never run, with a site's partition in its slurm profile."""
-    cfg = tiny_config(tiny_model_dir, sft_file=shared_data / "huatuogpt-o1_demo_data.json",
-                      eval_file=shared_data / "med-s1_eval_data_samples.json")
+    cfg = tiny_config(tiny_model_dir)  # the project's own demo data
     cfg["models"]["tiny-wide"] = {**cfg["models"]["tiny"], "resources": {"train": {"gpu": 2}, "eval": {"gpu": 2}}}
     workflow = {**TINY_WORKFLOW, "experiments": [*TINY_WORKFLOW["experiments"], "wide"]}
     workdir = make_workdir(tmp_path_factory.mktemp("slurm") / "pristine", results=wide_results(), config=cfg,
@@ -298,7 +297,7 @@ def test_base_model_eval_is_one_gpu_slurm_job(base_eval_on_slurm, slurm_workdir)
     assert {rule: set(w) for rule, w in slurm_jobs(slurm_workdir).items()} == {"eval": {"base"}}
     assert_gpu_slurm_job(slurm_workdir, "eval", "base", base_eval_on_slurm)
     metrics = json.loads((slurm_workdir / "eval/base/metrics.json").read_text())
-    assert metrics["experiment"] == "base" and metrics["overall"]["n"] == 12  # 3 items x 4 sources
+    assert metrics["experiment"] == "base" and metrics["overall"]["n"] == 9  # 3 items x 3 sources
 
 
 @pytest.mark.slurm
