@@ -1,6 +1,7 @@
 """Shared fixtures: offline environment, the tiny model, a scratch copy of the workflow."""
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
@@ -51,3 +52,14 @@ def shared_data() -> Path:
             pytest.fail(message + " (CI requires it: MEDS1_REQUIRE_SHARED_DATA=1)")
         pytest.skip(message + " (test marked shared_data)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def vllm(monkeypatch, request):
+    """The fake ``vllm`` module (tests/fake_vllm/): vLLM's API and stopping rules, recording every call."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fake_vllm"))
+    sys.modules.pop("vllm", None)
+    module = importlib.import_module("vllm")
+    request.addfinalizer(lambda: sys.modules.pop("vllm", None))
+    module.reset()
+    return module

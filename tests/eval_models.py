@@ -55,3 +55,16 @@ def train_on_formats(tiny_model_dir: str | Path, out_dir: str | Path, steps: int
         if name.startswith(("tokenizer", "chat_template", "special_tokens")):
             shutil.copy(Path(tiny_model_dir) / name, out_dir / name)
     return out_dir
+
+
+class Recorder:
+    """Wraps an eval backend; keeps every (requests, params, generations) call."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.tokenizer = inner, inner.name, inner.tokenizer
+        self.prompts_per_call, self.calls = inner.prompts_per_call, []
+
+    def generate(self, requests, params):
+        gens = self.inner.generate(requests, params)
+        self.calls.append((requests, params, gens))
+        return gens

@@ -100,7 +100,7 @@ def write(tmp_path, name, content: str | bytes):
 
 BAD = [
     ("latin1.json", '[{"Question": "Caf\xe9?", "Complex_CoT": "x", "Response": "y"}]'.encode("latin-1"),
-     {}, r"latin1.json: not UTF-8 text \(byte 0xe9 at offset 18\)"),
+     {}, r"latin1.json: not UTF-8 text: byte 0xe9 on line 1"),
     ("rows.jsonl", '{"Question": "a", "Complex_CoT": "b", "Response": "c"}\n{"Question": oops}\n', {},
      r"rows.jsonl: line 2: invalid JSON"),
     ("odd.json", '{"a": 1, "b": 2}', {}, r"odd.json: unrecognised JSON layout"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_models import format_prompt, train_on_formats
+from eval_models import Recorder, format_prompt, train_on_formats
 from meds1.errors import MedS1Error
 from meds1.evaluate import run as eval_run
 from meds1.evaluate.backends import BackendContext, GenerationParams, Request, encode_prompt, make_backend
@@ -95,17 +95,6 @@ def test_hf_sampling_is_per_request_and_independent_of_the_batch(backend, items)
 def trained(tiny_model_dir, tmp_path_factory):
     path = train_on_formats(tiny_model_dir, tmp_path_factory.mktemp("formats") / "trained")
     return make_backend("hf", str(path), context=BackendContext(batch_size=4))
-
-
-class Recorder:
-    def __init__(self, inner):
-        self.inner, self.name, self.tokenizer = inner, inner.name, inner.tokenizer
-        self.prompts_per_call, self.calls = inner.prompts_per_call, []
-
-    def generate(self, requests, params):
-        gens = self.inner.generate(requests, params)
-        self.calls.append((requests, params, gens))
-        return gens
 
 
 def test_wait_rounds_on_a_model_that_ends_its_thinking(trained):

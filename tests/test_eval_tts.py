@@ -4,42 +4,16 @@ when the budget ran out). Scripted token streams go through the real vLLM backen
 applies vLLM's stopping rules); the same algorithm then runs on a tiny model trained on the format, through hf."""
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 
 import pytest
 
+from eval_models import Recorder
 from meds1.errors import MedS1Error
 from meds1.evaluate.backends import BackendContext, GenerationParams, make_backend
 from meds1.evaluate.tts import (RANDOM_CUES, ApproachContext, Question, choose_cue, markers_for, parse_approach,
                                 run_approach)
 
-FAKE_VLLM = Path(__file__).parent / "fake_vllm"
 PROMPT = "<|im_start|>user\nWhich artery?<|im_end|>\n<|im_start|>assistant\n"
-
-
-@pytest.fixture
-def vllm(monkeypatch, request):
-    monkeypatch.syspath_prepend(str(FAKE_VLLM))
-    sys.modules.pop("vllm", None)
-    module = importlib.import_module("vllm")
-    request.addfinalizer(lambda: sys.modules.pop("vllm", None))
-    module.reset()
-    return module
-
-
-class Recorder:
-    """Wraps a backend; keeps every (request, params, generation)."""
-
-    def __init__(self, inner):
-        self.inner, self.name, self.tokenizer = inner, inner.name, inner.tokenizer
-        self.prompts_per_call, self.calls = inner.prompts_per_call, []
-
-    def generate(self, requests, params):
-        gens = self.inner.generate(requests, params)
-        self.calls.append((requests, params, gens))
-        return gens
 
 
 def scripted(thoughts: list[str], answer: str, *, stop_after_thought: str):

@@ -3,7 +3,6 @@ call recorded): one LLM.generate per run, resumable output, the engine sized to 
 against the model's heads when the workflow is parsed, and the same cut points as the hf backend on the same model."""
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -19,18 +18,7 @@ from meds1.io import read_jsonl
 from meds1.traces.formats import TRACE_FORMATS
 from workflow import make_workdir, snakemake, tiny_config
 
-FAKE_VLLM = Path(__file__).parent / "fake_vllm"
 EVAL_ITEMS = Path(__file__).parent / "data" / "eval_items.json"
-
-
-@pytest.fixture
-def vllm(monkeypatch, request):
-    monkeypatch.syspath_prepend(str(FAKE_VLLM))
-    sys.modules.pop("vllm", None)
-    module = importlib.import_module("vllm")
-    request.addfinalizer(lambda: sys.modules.pop("vllm", None))
-    module.reset()
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterable
 
+from meds1.data.files import jsonl_objects, read_text
 from meds1.errors import MedS1Error
 from meds1.plugins import PluginRegistry
 
@@ -45,16 +46,6 @@ def _group_shape_rows(obj: Any, label: str) -> list[tuple[str | None, dict]]:
     if isinstance(obj, list):
         return [(None, row) for row in obj]
     raise MedS1Error(f"expected {{source: [items]}} or a list of items, got {type(obj).__name__}", file=label)
-
-
-def read_text(path: Path) -> str:
-    """The file as UTF-8 text; another encoding is a one-line error naming the byte that is not UTF-8."""
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[:err.start].count(b"\n") + 1
-        raise MedS1Error(f"not UTF-8 text: byte 0x{err.object[err.start]:02x} on line {line} (save the file as "
-                         "UTF-8, e.g. iconv -f latin1 -t utf-8)", file=path) from None
 
 
 @READERS.register("json")
@@ -84,13 +75,7 @@ def read_csv_file(entry: dict, path: Path) -> list[tuple[str | None, dict]]:
 @READERS.register("jsonl")
 def read_jsonl_file(entry: dict, path: Path) -> list[tuple[str | None, dict]]:
     rows: list[tuple[str | None, dict]] = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MedS1Error(f"line {n} is not valid JSON ({err})", file=path) from None
+    for _, obj in jsonl_objects(path):
         # A line may itself be a {source: [items]} group (huatuo-eval shape split across lines).
         is_group = isinstance(obj, Mapping) and obj and all(isinstance(v, list) for v in obj.values())
         rows.extend(_group_shape_rows(obj, str(path)) if is_group else [(None, obj)])

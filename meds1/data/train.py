@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from meds1.data.files import jsonl_objects, read_text
 from meds1.errors import MedS1Error
 
 REQUIRED = ("Question", "Complex_CoT", "Response")
@@ -31,14 +32,6 @@ SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 
 # ------------------------------------------------------------------------------------------------------------ reading
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise MedS1Error(f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
-                         "save it as UTF-8", file=path) from None
-
-
 def rows_from_json(data, path: Path) -> pd.DataFrame:
     """A list of rows, {source: [rows]}, or the dict-of-columns layout."""
     if isinstance(data, list):
@@ -61,13 +54,7 @@ def rows_from_json(data, path: Path) -> pd.DataFrame:
 
 def read_jsonl(path: Path) -> pd.DataFrame:
     rows = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MedS1Error(f"line {n}: invalid JSON ({err.msg})", file=path) from None
+    for n, row in jsonl_objects(path):
         if not isinstance(row, dict):
             raise MedS1Error(f"line {n}: expected an object, got {type(row).__name__}", file=path)
         rows.append(row)

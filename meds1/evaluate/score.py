@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from meds1.data.files import jsonl_objects, read_text
 from meds1.errors import MedS1Error
 from meds1.evaluate.metrics import COMPUTED_KEYS, check_record, compute_metrics
 from meds1.evaluate.settings import DEFAULTS
@@ -34,15 +35,8 @@ def read_generations(path: str | Path, approach: str = DEFAULTS.primary_approach
     """generations.jsonl lines, each checked (``run`` 0 and ``approach`` filled in where missing); a bad line is a
     MedS1Error naming the file and line number."""
     path = Path(path)
-    lines = _read_text(path).splitlines()
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MedS1Error(f"line {number}: invalid JSON ({err.msg}, column {err.colno})", file=path) from None
+    for number, record in jsonl_objects(path):
         if isinstance(record, dict):
             record = {"run": 0, "approach": approach, **record}
         check_record(record, where=f"line {number}", file=path)
@@ -108,21 +102,12 @@ def _parser() -> argparse.ArgumentParser:
 def _read_json_object(path: str | Path) -> dict:
     path = Path(path)
     try:
-        value = json.loads(_read_text(path))
+        value = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise MedS1Error(f"line {err.lineno}: invalid JSON ({err.msg})", file=path) from None
     if not isinstance(value, dict):
         raise MedS1Error("expected a JSON object (a metrics.json)", file=path)
     return value
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MedS1Error("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise MedS1Error(f"cannot read: {err}", file=path) from None
 
 
 def _first_set(*values):
