@@ -72,3 +72,15 @@ def check_settings_file(path: str) -> None:
         load_yaml_file(path)
     except MedS1Error as err:
         sys.exit(f"error: {err}")
+
+
+def run_command(main: Callable[[], int | None]) -> None:
+    """The body of ``if __name__ == "__main__":`` for ``python -m meds1.<tool>``: exit with main's status; a
+    MedS1Error (bad input) is one line on stderr and exit status 1, never a traceback."""
+    from meds1.errors import MedS1Error
+
+    try:
+        sys.exit(main())
+    except MedS1Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

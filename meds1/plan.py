@@ -43,7 +43,6 @@ import fnmatch
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -456,8 +455,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MedS1Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    from meds1.cli import run_command
+
+    run_command(main)

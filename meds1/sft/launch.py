@@ -132,8 +132,6 @@ def _free_port() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MedS1Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    from meds1.cli import run_command
+
+    run_command(main)
