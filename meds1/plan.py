@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fnmatch
 import json
 import math
 import os
@@ -363,9 +362,6 @@ def plan_experiment(reg, exp, site: Site | None = None) -> dict[str, JobPlan]:
     return plans
 
 
-REFUSE_AT_PARSE = True  # python -m meds1.plan turns it off: it lists what does not fit instead of stopping
-
-
 def _model(reg, key: str) -> tuple[ModelSize, dict]:
     entry = reg.config["models"][key]
     return model_size(key, entry, reg.base_dir), entry.get("resources") or {}
@@ -378,7 +374,7 @@ def settle(reg, exp) -> None:
     train = exp.plans.get("train")
     if train is None:
         return
-    if not train.fits and REFUSE_AT_PARSE:
+    if not train.fits and reg.refuse_unfit:  # python -m meds1.plan lists what does not fit instead of stopping
         raise MedS1Error(refusal(train, exp.train_settings), file=reg.results_file, experiment=exp.name,
                          key="config.training_params")
     if exp.train_settings.gradient_checkpointing == "auto" and train.checkpointing is not None:
@@ -439,11 +435,8 @@ def main(argv=None) -> int:
     from meds1.registry import load_registry  # the command line may read the registry; the arithmetic does not
     from meds1.registry.workflow import load_yaml_file
 
-    global REFUSE_AT_PARSE
-    REFUSE_AT_PARSE = False
-    reg = load_registry(load_yaml_file(args.workflow_config))
-    names = [n for n in reg.experiments if not args.experiments or
-             any(fnmatch.fnmatchcase(n, p) for p in args.experiments)]
+    reg = load_registry(load_yaml_file(args.workflow_config), refuse_unfit=False)
+    names = reg.match(args.experiments, key="experiments") if args.experiments else list(reg.experiments)
     stages = args.stages.split(",")
     plans = [plan for n in names for stage, plan in plan_experiment(reg, reg.experiments[n]).items()
              if stage in stages and (plan.gpus or stage != "curate")]

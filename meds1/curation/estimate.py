@@ -22,7 +22,6 @@ selected in the sample. Such rows are marked "~".
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -182,8 +181,7 @@ def print_table(args) -> None:
         workflow["curation_llm"] = args.llm
     reg = load_registry(workflow)
     stand_ins, sizes = pairs(args.stand_in, "--stand-in"), {k: int(v) for k, v in pairs(args.rows, "--rows").items()}
-    names = [n for n in reg.experiments if any(fnmatch.fnmatchcase(n, p) for p in args.experiments)] \
-        if args.experiments else reg.selected()
+    names = reg.match(args.experiments, key="experiments") if args.experiments else reg.selected()
     print(HEADER)
     for name in reg.stage_experiments("curate", names):
         spec = reg.spec(name, "curate")

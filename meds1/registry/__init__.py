@@ -73,8 +73,9 @@ class Experiment:
 
 
 class Registry:
-    def __init__(self, workflow: dict, base_dir: Path):
+    def __init__(self, workflow: dict, base_dir: Path, *, refuse_unfit: bool = True):
         self.base_dir = base_dir
+        self.refuse_unfit = refuse_unfit  # a train job that cannot fit its GPUs stops the parse (the plan lists it)
         shown = WORKFLOW_FILE
         self.wf = dataclasses.asdict(build(WorkflowSettings, copy.deepcopy(workflow), file=shown, from_text=True))
         self.wf["eval"] = dataclasses.asdict(build(EvalSettings, self.wf["eval"], file=shown, prefix="eval",
@@ -182,12 +183,17 @@ class Registry:
     # ---- queries used by the rules ---------------------------------------------------------------------------
     def selected(self) -> list[str]:
         """Experiment names picked by ``experiments`` (names or glob patterns), in registry order."""
+        return self.match(self.wf["experiments"], file=WORKFLOW_FILE, key="experiments")
+
+    def match(self, patterns: list[str], *, file=None, key=None) -> list[str]:
+        """Names matching any of ``patterns`` (names or globs), in pattern order; one that matches nothing is an
+        error with a "did you mean" (the workflow's selection, and the command-line tools' arguments)."""
         out: list[str] = []
-        for pattern in self.wf["experiments"]:
+        for pattern in patterns:
             hits = [n for n in self.experiments if fnmatch.fnmatchcase(n, pattern)]
             if not hits:
-                raise MedS1Error(f"'{pattern}' matches no experiment in {self.results_file}", file=WORKFLOW_FILE,
-                                 key="experiments", choices=self.experiments, value=pattern)
+                raise MedS1Error(f"'{pattern}' matches no experiment in {self.results_file}", file=file, key=key,
+                                 choices=self.experiments, value=pattern)
             out += [h for h in hits if h not in out]
         return out
 
@@ -281,5 +287,5 @@ def check_writable(folder: str, base_dir: Path) -> None:
                          key="cache_dir")
 
 
-def load_registry(workflow: dict, base_dir: str | os.PathLike = ".") -> Registry:
-    return Registry(workflow or {}, Path(base_dir))
+def load_registry(workflow: dict, base_dir: str | os.PathLike = ".", *, refuse_unfit: bool = True) -> Registry:
+    return Registry(workflow or {}, Path(base_dir), refuse_unfit=refuse_unfit)
