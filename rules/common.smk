@@ -5,6 +5,8 @@ import os
 import sys
 
 from meds1.errors import MedS1Error
+from meds1.plots import output_paths
+from meds1.plots.outputs import REPORT_CATEGORIES
 from meds1.registry import load_registry
 from meds1.stages.eval import inputs as eval_stage_inputs
 
@@ -60,10 +62,15 @@ def eval_inputs(wc):
     return eval_stage_inputs(REG, REG.experiment(wc.exp))
 
 
-def metrics_of_selected(wc=None):
-    return [f"eval/{e}/metrics.json" for e in REG.stage_experiments("eval", SELECTED)]
+def plot_outputs():
+    """Every file build_results writes, under its own name; captioned ones go into the Snakemake report."""
+    return {name: report(path, caption=f"../report/{name}.rst", category=REPORT_CATEGORIES[name])
+            if name in REPORT_CATEGORIES else path for name, path in output_paths("results").items()}
 
 
-def curation_stats_of_selected(wc=None):
+def plot_inputs(wc=None):
+    """{"metrics": {experiment: path}, "stats": {experiment: curation stats path}} for the selected experiments."""
     evaluated = REG.stage_experiments("eval", SELECTED)
-    return [f"curated/{REG.experiments[e].checkpoint_owner}/stats.json" for e in evaluated if REG.experiments[e].trained]
+    trained = [e for e in evaluated if REG.experiments[e].trained]
+    return {"metrics": {e: f"eval/{e}/metrics.json" for e in evaluated},
+            "stats": {e: f"curated/{REG.experiments[e].checkpoint_owner}/stats.json" for e in trained}}
