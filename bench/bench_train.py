@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,11 @@ from common import (REPO, ensure_smollm, import_tests_helpers, load_banner, medi
                     use_offline_env)
 
 DEMO_SFT = REPO / "meds1" / "resources" / "data" / "demo_sft.json"
-VARIANTS = {"plain": {}, "group_by_length": {"group_by_length": True}, "packing": {"packing": True}}
+# variant -> (training_params overrides, environment of the training process). "plain" is what the workflow runs on
+# this machine (bf16 autocast where the CPU has AMX); fp32 / bf16 force the precision (meds1.devices.CPU_BF16_ENV).
+VARIANTS = {"plain": ({}, {}), "fp32": ({}, {"MEDS1_CPU_BF16": "0"}), "bf16": ({}, {"MEDS1_CPU_BF16": "1"}),
+            "group_by_length": ({"group_by_length": True}, {}), "packing": ({"packing": True}, {})}
+DEFAULT_VARIANTS = "fp32,bf16"
 
 
 # ------------------------------------------------------------------------------------------------------------ child
@@ -61,7 +66,7 @@ def make_spec(model_path: Path, system_prompt: str | None, variant: str, gradien
     params = {"learning_rate": 1e-5, "batch_size": 2, "gradient_accumulation_steps": 1, "total_batch_size": None,
               "num_epochs": 1, "weight_decay": 1e-4, "warmup_ratio": 0.0, "max_length": 512, "select": "last",
               "evals_per_epoch": 1, "gradient_checkpointing": gradient_checkpointing,
-              "optimizer": {"adam_beta1": 0.9, "adam_beta2": 0.95, "adam_epsilon": 1e-8}, **VARIANTS[variant]}
+              "optimizer": {"adam_beta1": 0.9, "adam_beta2": 0.95, "adam_epsilon": 1e-8}, **VARIANTS[variant][0]}
     return {"experiment": f"bench-{variant}", "seed": 0, "training_params": params, "wandb": {"mode": "disabled"},
             "model": {"key": model_path.name, "hf_path": str(model_path), "path": str(model_path), "max_length": 512,
                       "system_prompt": system_prompt, "chat_template": None, "format": "huatuo"}}
@@ -131,7 +136,7 @@ def child(args: argparse.Namespace) -> None:
     steps = [{**b, "seconds": s} for b, s in zip(counter.batches, timer.seconds)]
     Path(args.out).write_text(json.dumps({"steps": steps, "metrics": {
         k: metrics.get(k) for k in ("tokens_per_second", "train_tokens", "wall_seconds", "peak_rss_mb", "global_step",
-                                    "truncated", "dropped_too_long")}}))
+                                    "truncated", "dropped_too_long", "compute_dtype", "loss_curve")}}))
 
 
 # ----------------------------------------------------------------------------------------------------------- parent
@@ -143,7 +148,7 @@ def run_child(model_path: Path, system_prompt: str | None, variant: str, example
                    "--system-prompt", system_prompt or "", "--examples", str(examples), "--work", tmp,
                    "--out", str(out)] + (["--gradient-checkpointing"] if args.gradient_checkpointing else []) \
             + (["--threads", str(args.threads)] if args.threads else [])
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **VARIANTS[variant][1]})
         if done.returncode != 0:
             raise SystemExit(f"{model_path.name} {variant} failed:\n{done.stderr[-3000:]}")
         return json.loads(out.read_text())
@@ -161,6 +166,7 @@ def summarise(results: list[dict]) -> dict:
         "padding": 1 - sum(s["tokens"] for s in every) / sum(s["positions"] for s in every),
         "end_to_end": median(r["metrics"]["tokens_per_second"] or 0.0 for r in results),
         "peak_rss_mb": max(r["metrics"]["peak_rss_mb"] for r in results),
+        "compute_dtype": results[0]["metrics"].get("compute_dtype"),
         "runs_tokens_per_s": [sum(s["tokens"] for s in r["steps"][1:]) / max(1e-9, sum(s["seconds"] for s in
                               r["steps"][1:])) for r in results],
     }
@@ -168,9 +174,9 @@ def summarise(results: list[dict]) -> dict:
 
 def bench_model(name: str, model_path: Path, system_prompt: str | None, examples: int,
                 args: argparse.Namespace) -> dict:
-    results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
+    results: dict[str, list[dict]] = {variant: [] for variant in args.variants}
     for _ in range(args.runs):  # variants interleaved: a load change on a shared machine hits all of them alike
-        for variant in VARIANTS:
+        for variant in args.variants:
             results[variant].append(run_child(model_path, system_prompt, variant, examples, args))
             steps = results[variant][-1]["steps"][1:] or results[variant][-1]["steps"]
             print(f"  {name} {variant}: {sum(s['tokens'] for s in steps) / sum(s['seconds'] for s in steps):.0f} "
@@ -186,9 +192,10 @@ def bench_model(name: str, model_path: Path, system_prompt: str | None, examples
                 [(v, s["steps"], s["step_s"], s["tokens_per_s"], s["loss_tokens_per_s"], 100 * s["padding"],
                   s["end_to_end"], s["peak_rss_mb"], spread(s["runs_tokens_per_s"], 0))
                  for v, s in summaries.items()], digits=2)
-    best = max(summaries, key=lambda v: summaries[v]["tokens_per_s"])
-    gain = summaries[best]["tokens_per_s"] / summaries["plain"]["tokens_per_s"] - 1
-    print(f"fastest: {best} ({gain:+.0%} tokens/s vs plain)")
+    best, first = max(summaries, key=lambda v: summaries[v]["tokens_per_s"]), next(iter(summaries))
+    gain = summaries[best]["tokens_per_s"] / summaries[first]["tokens_per_s"] - 1
+    print(f"fastest: {best} ({gain:+.0%} tokens/s vs {first}); precision and kernels: "
+          + "; ".join(f"{v}: {s['compute_dtype']}" for v, s in summaries.items()))
     return summaries
 
 
@@ -197,6 +204,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--models", default="smollm,tiny", help="comma-separated: smollm, tiny")
     ap.add_argument("--examples", type=int, default=12, help="demo rows trained on (steps = examples / 2)")
     ap.add_argument("--runs", type=int, default=1, help="runs per variant (each its own process)")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of: {', '.join(VARIANTS)}")
     ap.add_argument("--tiny-examples", type=int, default=48, help="rows for the tiny model (its steps take ms)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads in the training process")
     ap.add_argument("--gradient-checkpointing", action="store_true")
@@ -207,6 +215,10 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     if args.quick:
         args.examples, args.tiny_examples = 6, 24
+    args.variants = [v for v in args.variants.split(",") if v]
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        ap.error(f"unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     return args
 
 

@@ -36,6 +36,7 @@ from meds1.io import append_jsonl, read_json, read_jsonl, write_json, write_text
 log = logging.getLogger(__name__)
 
 PARTIAL_NAME = "generations.partial.jsonl"
+BACKEND_NAME = "backend.json"  # what the backend says it ran with (dtype, engine, threads), for metrics.json
 RECORD_FIELDS = ("id", "source", "question", "options", "answer_idx")
 PLAIN = "default"   # the one approach of a run without test-time scaling
 CONTEXT_MARGIN = 64  # tokens for prefills, cues and forced markers when sizing an engine's context
@@ -187,10 +188,12 @@ def write_generations(path, records: list[dict]) -> None:
 
 
 def metrics_extra(spec: dict, model_path: str, backend_name: str, excluded: dict | None = None) -> dict:
+    """``spec["backend_settings"]``: what the backend said it ran with (``_evaluate`` puts it there)."""
     dataset = spec.get("dataset") or {}
     return {"experiment": spec.get("experiment"), "config_hash": spec.get("config_hash"), "config": spec.get("config"),
             "model": {"key": (spec.get("model") or {}).get("key"), "path": str(model_path)},
-            "backend": backend_name, "sampling": effective_sampling(spec),
+            "backend": backend_name, "backend_settings": spec.get("backend_settings"),
+            "sampling": effective_sampling(spec),
             "dataset": dataset.get("key") or dataset.get("file_path") or dataset.get("hf_path"),
             "excluded": excluded or {"count": 0, "ids": [], "reason": None}}
 
@@ -254,9 +257,13 @@ def _evaluate(spec: dict, model_path: str, generations_path, metrics_path, *, wo
         prompts = encode_prompts(items, tokenizer, spec)
         backend = backend or _build_backend(spec, model_path, backend_name, prompts, tokenizer)
         generate_missing(todo, backend, spec, prompts, work_dir / PARTIAL_NAME, done)
+        if hasattr(backend, "describe"):
+            write_json(work_dir / BACKEND_NAME, backend.describe())
     records = [done[job.key] for job in jobs]
     write_generations(generations_path, records)
-    return compute_and_write_metrics(records, spec, model_path, backend_name, metrics_path, excluded)
+    settings = read_json(work_dir / BACKEND_NAME) if (work_dir / BACKEND_NAME).exists() else None
+    return compute_and_write_metrics(records, spec | {"backend_settings": settings}, model_path, backend_name,
+                                     metrics_path, excluded)
 
 
 def model_tokenizer(spec: dict, model_path: str):
