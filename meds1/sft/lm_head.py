@@ -55,7 +55,9 @@ def score_trained_positions(model, args, kwargs, labels, num_items_in_batch):
     hidden = model.base_model(*args, **kwargs).last_hidden_state[:, :-1]
     targets = labels[:, 1:]
     mask = targets != -100
-    logits = model.get_output_embeddings()(hidden[mask]).float()
+    head = model.get_output_embeddings()
+    with torch.autocast("cpu", enabled=False):
+        logits = torch.nn.functional.linear(hidden[mask].float(), head.weight.float())
     log_softmax = logits.log_softmax(dim=-1)
     chosen = targets[mask]
     picked = log_softmax.gather(1, chosen[:, None]).squeeze(1)
